@@ -1,0 +1,373 @@
+"""Pure-Python twin of ``src/_protocol.pyx``: same names, same behaviour.
+
+The core owns the wire format and the IO of one connection: it encodes
+commands, sends each in one call, reads exactly one reply per command from its
+own buffer (bodies by their announced length) and hands back parsed parts.
+After any failure mid-reply it marks itself broken and refuses further use.
+"""
+
+import socket
+import struct
+import sys
+from typing import Any, Iterable, List, Optional, Tuple
+
+from .errors import ConcurrentUseError, SocketError, UnexpectedResponse
+
+MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
+MAX_BODY = 1 << 30            # beanstalkd's own ceiling for -z
+MAX_UINT32 = (1 << 32) - 1
+READ_CHUNK = 1 << 16
+WRITE_CHUNK = 1 << 18
+NAME_CHARS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()")
+
+# reply status -> shape: 0 no argument, 1 one integer, 2 optional integer,
+# 3 id + body, 4 body only, 5 a name
+_SHAPES = {
+    "INSERTED": 1, "BURIED": 2, "WATCHING": 1, "KICKED": 2, "USING": 5,
+    "RESERVED": 3, "FOUND": 3, "OK": 4,
+    "DEADLINE_SOON": 0, "TIMED_OUT": 0, "DELETED": 0, "NOT_FOUND": 0,
+    "RELEASED": 0, "TOUCHED": 0, "NOT_IGNORED": 0, "PAUSED": 0,
+    "EXPECTED_CRLF": 0, "JOB_TOO_BIG": 0, "DRAINING": 0, "OUT_OF_MEMORY": 0,
+    "INTERNAL_ERROR": 0, "BAD_FORMAT": 0, "UNKNOWN_COMMAND": 0,
+}
+
+Reply = Tuple[str, Any, Optional[bytes]]
+
+
+def check_uint(name: str, value: Any, maximum: int = MAX_UINT32) -> int:
+    """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("%s must be an int, not %s" % (name, type(value).__name__))
+        value = int(value)
+    if value < 0 or value > maximum:
+        raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, value))
+    return value
+
+
+def check_name(name: Any) -> bytes:
+    """A tube name as bytes, checked against the protocol's rules."""
+    if isinstance(name, str):
+        try:
+            raw = name.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("tube name must be ASCII: %r" % (name,)) from None
+    elif isinstance(name, bytes):
+        raw = name
+    else:
+        raise TypeError("tube name must be str, not %s" % type(name).__name__)
+    if not 1 <= len(raw) <= 200:
+        raise ValueError("tube name must be 1..200 bytes: %r" % (name,))
+    if raw[0] == 45 or not NAME_CHARS.issuperset(raw):   # 45 == ord("-")
+        raise ValueError("invalid tube name: %r" % (name,))
+    return raw
+
+
+def encode_body(body: Any, encoding: Optional[str]) -> bytes:
+    """A job body as bytes: str encoded, bytes-like as is, else TypeError."""
+    if type(body) is bytes:
+        return body
+    if isinstance(body, str):
+        if encoding is None:
+            raise TypeError("job body must be bytes when encoding is None")
+        return body.encode(encoding)
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError("job body must be str or bytes, not %s" % type(body).__name__)
+
+
+def encode_put(body: Any, priority: Any, delay: Any, ttr: Any,
+               encoding: Optional[str]) -> bytes:
+    """The complete ``put`` command, header and body, in one buffer."""
+    data = encode_body(body, encoding)
+    return b"put %d %d %d %d\r\n%s\r\n" % (
+        check_uint("priority", priority), check_uint("delay", delay),
+        check_uint("ttr", ttr), len(data), data)
+
+
+def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
+    """Kernel-side send/receive timeouts on a blocking socket (None: wait forever)."""
+    if seconds is None:
+        seconds = 0.0          # 0 means "no timeout" to the kernel
+    elif seconds <= 0:
+        seconds = 1e-6
+    if sys.platform == "win32":
+        packed = struct.pack("I", int(seconds * 1000))
+    else:
+        whole = int(seconds)
+        packed = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
+
+
+class Core:
+    """One connection's socket, read buffer and reply parser."""
+
+    def __init__(self, sock: socket.socket, timeout: Optional[float] = None,
+                 max_body: int = MAX_BODY) -> None:
+        sock.settimeout(None)              # blocking; timeouts are set in the kernel
+        self.sock = sock
+        self.timeout = timeout
+        self.max_body = max_body
+        self.broken: Optional[str] = None
+        self._busy = False
+        self._current: Any = -1.0          # kernel timeout now in force
+        self._buf = bytearray(READ_CHUNK)
+        self._view = memoryview(self._buf)
+        self._pos = 0
+        self._end = 0
+        self._apply_timeout(timeout)
+
+    # -- timeouts -----------------------------------------------------------
+    def _apply_timeout(self, seconds: Optional[float]) -> None:
+        if seconds != self._current:
+            _set_timeout(self.sock, seconds)
+            self._current = seconds
+
+    def _deadline(self, extra: Optional[float]) -> Optional[float]:
+        """Read timeout for a command that may legitimately wait ``extra`` s."""
+        if extra is None or self.timeout is None:
+            return None
+        return self.timeout + extra
+
+    # -- entry and exit -----------------------------------------------------
+    def _enter(self) -> None:
+        if self.broken is not None:
+            raise SocketError("connection is broken (%s); call reconnect()" % self.broken)
+        if self._busy:
+            raise ConcurrentUseError(
+                "connection used by two threads at once; use one Connection per thread")
+        self._busy = True
+
+    def _fail(self, exc: BaseException) -> BaseException:
+        """Mark broken; the exception to raise in place of ``exc``."""
+        if isinstance(exc, SocketError):
+            self.broken = str(exc)
+            return exc
+        if isinstance(exc, UnexpectedResponse):
+            self.broken = "unexpected response: %s" % (exc,)
+            return exc
+        if isinstance(exc, OSError):
+            self.broken = "socket error: %s" % (exc,)
+            err = SocketError(self.broken)
+            err.__cause__ = exc
+            return err
+        self.broken = "interrupted: %r" % (exc,)
+        return exc
+
+    def close(self) -> None:
+        """Close the socket; the core stays broken."""
+        if self.broken is None:
+            self.broken = "closed"
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- one command ----------------------------------------------------------
+    def request(self, data: bytes, extra: Optional[float] = 0.0) -> Reply:
+        """Send one command, read its reply as ``(status, value, body)``.
+
+        ``extra`` is how long the server may legitimately wait before it
+        answers (reserve's timeout); None: indefinitely.
+        """
+        self._enter()
+        try:
+            self._apply_timeout(self._deadline(extra))
+            self.sock.sendall(data)
+            return self._read_reply()
+        except BaseException as exc:
+            raise self._fail(exc) from (None if exc.__cause__ is None else exc.__cause__)
+        finally:
+            self._busy = False
+
+    # -- many commands ----------------------------------------------------------
+    def pipeline(self, commands: Iterable[bytes], results: List[Reply],
+                 window: int = 512, max_bytes: int = WRITE_CHUNK) -> None:
+        """Send ``commands`` with at most ``window`` unanswered, appending each
+        reply to ``results`` in order.
+
+        The window is topped up once at most half of it is still in flight;
+        each write carries at most ``max_bytes`` (or one larger command).
+        Replies are read while writing, so neither side's buffers can fill up.
+        ``results`` holds every reply read, also when an exception escapes.
+        """
+        self._enter()
+        try:
+            self._apply_timeout(self.timeout)
+            it = iter(commands)
+            sent = 0
+            done = len(results)
+            base = done
+            pending: Optional[bytes] = None
+            exhausted = False
+            out: List[bytes] = []
+            while True:
+                if not exhausted and sent - (done - base) <= window // 2:
+                    size = 0
+                    while sent - (done - base) < window:
+                        if pending is None:
+                            pending = next(it, None)
+                            if pending is None:
+                                exhausted = True
+                                break
+                        if out and size + len(pending) > max_bytes:
+                            break
+                        out.append(pending)
+                        size += len(pending)
+                        sent += 1
+                        pending = None
+                    if out:
+                        self.sock.sendall(b"".join(out))
+                        out.clear()
+                if done - base == sent:
+                    if exhausted:
+                        return
+                    continue
+                results.append(self._read_reply())
+                done += 1
+                while done - base < sent and self._pos < self._end:
+                    results.append(self._read_reply())
+                    done += 1
+        except BaseException as exc:
+            raise self._fail(exc) from (None if exc.__cause__ is None else exc.__cause__)
+        finally:
+            self._busy = False
+
+    # -- reading ------------------------------------------------------------------
+    def _fill(self, need: int) -> None:
+        """Make at least ``need`` unread bytes available, contiguously."""
+        while self._end - self._pos < need:
+            have = self._end - self._pos
+            size = len(self._buf)
+            if self._pos and size - self._pos < need:
+                self._buf[:have] = self._buf[self._pos:self._end]
+                self._pos, self._end = 0, have
+            if self._end == size:
+                # grow by doubling at most: a lying length costs no more
+                # memory than twice what the peer really sent
+                self._view.release()
+                self._buf.extend(bytes(min(size, need - have)))
+                self._view = memoryview(self._buf)
+            n = self.sock.recv_into(self._view[self._end:])
+            if n == 0:
+                raise SocketError("connection closed by the server")
+            self._end += n
+
+    def _read_line(self) -> bytes:
+        while True:
+            eol = self._buf.find(b"\r\n", self._pos, self._end)
+            if eol >= 0:
+                line = bytes(self._buf[self._pos:eol])
+                self._pos = eol + 2
+                return line
+            have = self._end - self._pos
+            if have > MAX_LINE:
+                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
+            self._fill(have + 1)
+
+    def _read_body(self, length: int) -> bytes:
+        if length > self.max_body:
+            raise UnexpectedResponse("reply body of %d bytes exceeds %d" % (length, self.max_body))
+        self._fill(length + 2)
+        end = self._pos + length
+        if self._buf[end:end + 2] != b"\r\n":
+            raise UnexpectedResponse("reply body not followed by CRLF")
+        body = bytes(self._buf[self._pos:end])
+        self._pos = end + 2
+        if self._pos == self._end:
+            self._pos = self._end = 0
+            if len(self._buf) > 4 * READ_CHUNK:      # give back a body-sized buffer
+                self._view.release()
+                del self._buf[READ_CHUNK:]
+                self._view = memoryview(self._buf)
+        return body
+
+    def _read_reply(self) -> Reply:
+        line = self._read_line()
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        status, sep, rest = line.partition(b" ")
+        try:
+            name = status.decode("ascii")
+        except UnicodeDecodeError:
+            name = None
+        shape = _SHAPES.get(name, -1) if name else -1
+        if shape < 0:
+            raise UnexpectedResponse("unknown reply %r" % (line[:80],))
+        args = rest.split(b" ") if sep else []
+        if shape == 0:
+            if args:
+                raise UnexpectedResponse("unexpected arguments in %r" % (line,))
+            return name, None, None
+        if shape == 5:
+            if len(args) != 1:
+                raise UnexpectedResponse("malformed reply %r" % (line,))
+            return name, check_name(args[0]).decode("ascii"), None
+        nums = [_parse_int(a, line) for a in args]
+        if shape == 1 or shape == 2:
+            if len(nums) == 1:
+                return name, nums[0], None
+            if shape == 2 and not nums:
+                return name, None, None
+        elif shape == 3:
+            if len(nums) == 2:
+                return name, nums[0], self._read_body(nums[1])
+        elif len(nums) == 1:
+            return name, None, self._read_body(nums[0])
+        raise UnexpectedResponse("malformed reply %r" % (line,))
+
+
+_STR_KEYS = frozenset(("name", "tube", "state", "version", "hostname", "os",
+                       "platform"))
+
+
+def _scalar(key: str, raw: str, str_keys: frozenset) -> Any:
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        return raw[1:-1]
+    if key in str_keys or key in _STR_KEYS:
+        return raw
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if digits.isdigit() and digits.isascii():
+        return int(raw)
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    whole, dot, frac = digits.partition(".")
+    if dot and whole.isdigit() and frac.isdigit() and digits.isascii():
+        return float(raw)
+    return raw
+
+
+def parse_yaml(body: bytes, str_keys: frozenset = frozenset()) -> Any:
+    """The typed value of a stats or list reply: a dict or a list of str.
+
+    Integers become int, ``rusage-*`` float, ``true``/``false`` bool, names,
+    versions and the keys in ``str_keys`` stay str (YAML would turn a tube
+    named ``yes`` into True, an ``os`` starting with ``#`` into None).
+    """
+    text = body.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if lines and lines[0] == "---":
+        del lines[0]
+    if lines and lines[0].startswith("- "):
+        return [line[2:] for line in lines if line.startswith("- ")]
+    result = {}
+    for line in lines:
+        key, sep, raw = line.partition(": ")
+        if sep:
+            result[key] = _scalar(key, raw, str_keys)
+        elif line.endswith(":") and line:
+            result[line[:-1]] = None
+    return result
+
+
+def _parse_int(arg: bytes, line: bytes) -> int:
+    if not (0 < len(arg) <= 20 and arg.isdigit()):
+        raise UnexpectedResponse("malformed integer in reply %r" % (line,))
+    value = int(arg)
+    if value >= 1 << 64:
+        raise UnexpectedResponse("integer out of range in reply %r" % (line,))
+    return value
