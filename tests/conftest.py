@@ -1,0 +1,220 @@
+"""Shared fixtures: a real beanstalkd, the two cores, patched connections."""
+
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+import beanstalkc_fast
+import beanstalkc_fast.connection as connection_module
+
+MAX_JOB_SIZE = 4194304
+CORE_NAMES = ["cython", "python"]
+CORE_MODULES = {"cython": "beanstalkc_fast._protocol", "python": "beanstalkc_fast._pyprotocol"}
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_core(name):
+    """The core module ``name`` or skip (fail when the extension is required)."""
+    try:
+        return importlib.import_module(CORE_MODULES[name])
+    except ImportError as exc:
+        if name == "cython" and os.environ.get("BEANSTALKC_FAST_REQUIRE_EXTENSION") == "1":
+            pytest.fail("Cython core required but not importable: %s" % (exc,))
+        pytest.skip("%s core not importable: %s" % (name, exc))
+
+
+class Server:
+    def __init__(self, proc, host, port):
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.pid = proc.pid
+
+
+@pytest.fixture(scope="session")
+def server():
+    exe = shutil.which("beanstalkd")
+    if exe is None:
+        pytest.skip("beanstalkd not on PATH")
+    port = free_port()
+    proc = subprocess.Popen([exe, "-l", "127.0.0.1", "-p", str(port), "-z", str(MAX_JOB_SIZE)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                pytest.fail("beanstalkd did not start on port %d" % port)
+            time.sleep(0.05)
+    try:
+        yield Server(proc, "127.0.0.1", port)
+    finally:
+        os.kill(proc.pid, 15)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, 9)
+            proc.wait()
+
+
+@pytest.fixture(params=CORE_NAMES, ids=["cython-core", "python-core"])
+def core(request):
+    return load_core(request.param)
+
+
+@pytest.fixture
+def both_cores():
+    """(python core, cython core) for differential tests; skips without Cython."""
+    return load_core("python"), load_core("cython")
+
+
+def patch_core(monkeypatch, core_module):
+    monkeypatch.setattr(connection_module, "_core", core_module)
+    for name in ("check_uint", "check_name", "encode_put", "parse_yaml"):
+        monkeypatch.setattr(connection_module, name, getattr(core_module, name))
+
+
+@pytest.fixture
+def make_conn(core, monkeypatch):
+    """Factory of Connections (on any port) that use the chosen core."""
+    patch_core(monkeypatch, core)
+    made = []
+
+    def make(port, **kwargs):
+        kwargs.setdefault("host", "127.0.0.1")
+        c = beanstalkc_fast.Connection(port=port, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def unique_tube():
+    return "t-" + uuid.uuid4().hex[:16]
+
+
+@pytest.fixture
+def tube():
+    return unique_tube()
+
+
+@pytest.fixture
+def raw_conn(make_conn, server):
+    """A connection in the default-tube state."""
+    return make_conn(server.port)
+
+
+@pytest.fixture
+def conn(raw_conn, tube):
+    """A connection using and watching only a fresh tube."""
+    raw_conn.use(tube)
+    raw_conn.watch(tube)
+    raw_conn.ignore("default")
+    return raw_conn
+
+
+@pytest.fixture
+def conn_factory(make_conn, server):
+    """More connections to the live server, optionally on a tube."""
+    def make(tube=None, **kwargs):
+        c = make_conn(server.port, **kwargs)
+        if tube is not None:
+            c.use(tube)
+            c.watch(tube)
+            c.ignore("default")
+        return c
+    return make
+
+
+# -- a scripted fake server ------------------------------------------------------
+
+class FakeServer:
+    """Accepts connections on 127.0.0.1 and runs ``handler(sock)`` on each."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.errors = []
+        self.threads = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        self.listener.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._run, args=(sock,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _run(self, sock):
+        sock.settimeout(10)
+        try:
+            self.handler(sock, self)
+        except Exception as exc:  # pragma: no cover - reported by close()
+            self.errors.append(exc)
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+        for t in self.threads:
+            t.join(5)
+
+
+def read_until(sock, marker=b"\r\n", count=1):
+    """Read until ``marker`` has been seen ``count`` times; all bytes read."""
+    data = b""
+    while data.count(marker) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def start(handler):
+        srv = FakeServer(handler)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.close()
