@@ -178,7 +178,7 @@ class Core:
             self.sock.sendall(data)
             return self._read_reply()
         except BaseException as exc:
-            raise self._fail(exc) from (None if exc.__cause__ is None else exc.__cause__)
+            raise self._fail(exc) from exc.__cause__
         finally:
             self._busy = False
 
@@ -231,7 +231,7 @@ class Core:
                     results.append(self._read_reply())
                     done += 1
         except BaseException as exc:
-            raise self._fail(exc) from (None if exc.__cause__ is None else exc.__cause__)
+            raise self._fail(exc) from exc.__cause__
         finally:
             self._busy = False
 
@@ -257,10 +257,12 @@ class Core:
 
     def _read_line(self) -> bytes:
         while True:
-            eol = self._buf.find(b"\r\n", self._pos, self._end)
+            eol = self._buf.find(b"\n", self._pos, self._end)
             if eol >= 0:
-                line = bytes(self._buf[self._pos:eol])
-                self._pos = eol + 2
+                if eol == self._pos or self._buf[eol - 1] != 13:
+                    raise UnexpectedResponse("reply line not ended by CRLF")
+                line = bytes(self._buf[self._pos:eol - 1])
+                self._pos = eol + 1
                 return line
             have = self._end - self._pos
             if have > MAX_LINE:
