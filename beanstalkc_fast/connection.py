@@ -5,7 +5,9 @@ core send it and read exactly one reply, and turns the reply into a return
 value or a precise exception.
 """
 
+import os
 import socket
+import weakref
 from typing import Any, Callable, Iterable, List, Optional, Union
 
 from . import _core
@@ -26,6 +28,20 @@ parse_yaml = _core.parse_yaml
 
 _SERVER_STR_KEYS = frozenset(("id",))
 _NO_KEYS: frozenset = frozenset()
+
+_LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child shares the parent's socket: never let it talk on it.
+    for conn in list(_LIVE):
+        core = conn._core
+        if core is not None and core.broken is None:
+            core.broken = "inherited across fork(); call reconnect() in the child"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 Body = Union[str, bytes, bytearray, memoryview]
 JobOrId = Union[Job, int]
@@ -89,6 +105,7 @@ class Connection:
         except OSError as exc:
             raise SocketError.wrap(exc, "cannot connect: %s" % (exc,)) from exc
         self._core = _core.Core(sock, self.socket_timeout)
+        _LIVE.add(self)
 
     def _set_keepalive(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
