@@ -1,0 +1,171 @@
+"""Reconnect, server restart, binlog durability, threads and fork: both cores."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import beanstalkc_fast
+from conftest import free_port, unique_tube
+
+
+class OwnServer:
+    """A beanstalkd of this test's own, restartable on the same port."""
+
+    def __init__(self, tmp_path, binlog=False):
+        self.exe = shutil.which("beanstalkd")
+        if self.exe is None:
+            pytest.skip("beanstalkd not on PATH")
+        self.port = free_port()
+        self.args = [self.exe, "-l", "127.0.0.1", "-p", str(self.port)]
+        if binlog:
+            self.args += ["-b", str(tmp_path), "-f", "0"]
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                return
+            except OSError:
+                time.sleep(0.025)
+        raise RuntimeError("beanstalkd did not start")
+
+    def kill(self, sig=signal.SIGKILL):
+        os.kill(self.proc.pid, sig)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    srv = OwnServer(tmp_path)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def binlog_server(tmp_path):
+    srv = OwnServer(tmp_path, binlog=True)
+    yield srv
+    srv.stop()
+
+
+def test_reconnect_restores_used_tube_and_watch_list(make_conn, own_server):
+    c = make_conn(own_server.port)
+    c.use("jobs-out")
+    c.watch("a")
+    c.watch("b")
+    c.ignore("default")
+    c.reconnect()
+    assert c.using() == "jobs-out"
+    assert sorted(c.watching()) == ["a", "b"]
+
+
+def test_consumer_loop_survives_server_restart(make_conn, own_server):
+    producer = make_conn(own_server.port)
+    consumer = make_conn(own_server.port)
+    producer.use("work")
+    consumer.watch("work")
+    consumer.ignore("default")
+    producer.put("before")
+    assert consumer.reserve(timeout=1).body == "before"
+    own_server.kill()
+    own_server.start()
+    got = []
+    for _ in range(20):
+        try:
+            job = consumer.reserve(timeout=0)
+        except beanstalkc_fast.SocketError:
+            consumer.reconnect()
+            fresh = make_conn(own_server.port)
+            fresh.use("work")
+            fresh.put("after")
+            continue
+        if job is not None:
+            got.append(job.body)
+            job.delete()
+            break
+    assert got == ["after"]
+    assert consumer.watching() == ["work"]
+
+
+def test_put_on_dead_server_raises_socket_error_then_broken(make_conn, own_server):
+    c = make_conn(own_server.port)
+    c.put("x")
+    own_server.kill()
+    with pytest.raises(beanstalkc_fast.SocketError):
+        for _ in range(3):        # the first send may still be buffered
+            c.put("y")
+    with pytest.raises(beanstalkc_fast.SocketError, match="broken"):
+        c.put("z")
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
+def test_every_acknowledged_put_survives_sigkill(make_conn, binlog_server, batched):
+    c = make_conn(binlog_server.port)
+    c.use("durable")
+    bodies = ["job-%d" % i for i in range(3000)]
+    if batched:
+        ids = c.put_many(bodies)
+    else:
+        ids = [c.put(b) for b in bodies]
+    binlog_server.kill()
+    binlog_server.start()
+    c2 = make_conn(binlog_server.port)
+    for jid, body in zip(ids, bodies):
+        job = c2.peek(jid)
+        assert job is not None and job.body == body
+
+
+def test_concurrent_use_from_two_threads_is_refused(conn):
+    # A reserve blocks in the first thread; the second must not interleave.
+    started = threading.Event()
+    outcome = []
+
+    def blocked():
+        started.set()
+        outcome.append(conn.reserve(timeout=2))
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    started.wait()
+    time.sleep(0.3)   # let the reserve reach the server
+    with pytest.raises(beanstalkc_fast.ConcurrentUseError):
+        conn.put("from another thread")
+    t.join()
+    assert outcome == [None]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_connection_refuses_use_in_forked_child(conn):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # child
+        try:
+            try:
+                conn.put("child")
+                msg = b"used-parent-socket"
+            except beanstalkc_fast.SocketError as exc:
+                msg = b"refused" if b"fork" in str(exc).encode() else b"other"
+            conn.reconnect()
+            conn.put("child-after-reconnect")
+            os.write(w, msg)
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 100) == b"refused"
+    os.close(r)
+    assert conn.put("parent") > 0
