@@ -1,0 +1,221 @@
+"""A scripted fake server: cut connections, garbage, stalls, lies."""
+
+import threading
+import time
+
+import pytest
+
+import beanstalkc_fast
+
+from conftest import read_until
+
+SocketError = beanstalkc_fast.SocketError
+UnexpectedResponse = beanstalkc_fast.UnexpectedResponse
+
+
+def scripted(reply, then="close"):
+    """Handler: read one command line, send ``reply``, then close or stall."""
+    def handler(sock, srv):
+        read_until(sock)
+        if reply:
+            sock.sendall(reply)
+        if then == "stall":
+            srv.stop.wait(10)
+    return handler
+
+
+def assert_broken(c):
+    with pytest.raises(SocketError):
+        c.peek(1)
+    with pytest.raises(SocketError):
+        c.using()
+    c.close()
+    c.close()
+
+
+@pytest.mark.parametrize("reply", [b"", b"RESERV", b"RESERVED 1 10\r\nabc", b"RESERVED 1 3\r\nabc"],
+                         ids=["before-reply", "mid-line", "mid-body", "before-body-crlf"])
+def test_cut_connection(make_conn, fake_server, reply):
+    srv = fake_server(scripted(reply))
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(SocketError):
+        c.reserve(timeout=1)
+    assert_broken(c)
+
+
+@pytest.mark.parametrize("reply", [b"HELLO WORLD\r\n", b"\r\n", b"INSERTED\r\n",
+                                   b"INSERTED abc\r\n", b"INSERTED -1\r\n",
+                                   b"INSERTED 99999999999999999999999\r\n",
+                                   b"inserted 1\r\n", b"\xff\xfe\r\n", b"INSERTED 1 2\r\n",
+                                   b"INSERTED  1\r\n", b"TIMED_OUT 1\r\n"])
+def test_garbage_reply(make_conn, fake_server, reply):
+    srv = fake_server(scripted(reply, "stall"))
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse):
+        c.put("x")
+    assert_broken(c)
+
+
+def test_reply_not_allowed_for_command(make_conn, fake_server):
+    # a well-formed reply of the wrong kind for the command
+    srv = fake_server(scripted(b"KICKED 3\r\n", "stall"))
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse):
+        c.put("x")
+
+
+def test_overlong_line(make_conn, fake_server):
+    srv = fake_server(scripted(b"A" * 5000, "stall"))
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse):
+        c.put("x")
+    assert_broken(c)
+
+
+def test_overlong_line_trickled(make_conn, fake_server):
+    def handler(sock, srv):
+        read_until(sock)
+        for _ in range(40):
+            sock.sendall(b"B" * 100)
+        srv.stop.wait(10)
+    srv = fake_server(handler)
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse):
+        c.put("x")
+
+
+def test_absurd_body_length(make_conn, fake_server):
+    srv = fake_server(scripted(b"RESERVED 1 999999999999\r\n", "stall"))
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse):
+        c.reserve(timeout=1)
+    assert_broken(c)
+
+
+def test_absurd_body_length_stats(make_conn, fake_server):
+    srv = fake_server(scripted(b"OK 18446744073709551615\r\n", "stall"))
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse):
+        c.stats()
+
+
+def test_body_without_crlf(make_conn, fake_server):
+    srv = fake_server(scripted(b"RESERVED 1 3\r\nabcXY", "stall"))
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse):
+        c.reserve(timeout=1)
+    assert_broken(c)
+
+
+def test_stalled_peer_times_out(make_conn, fake_server):
+    srv = fake_server(scripted(b"", "stall"))
+    c = make_conn(srv.port, socket_timeout=0.5)
+    with pytest.raises(SocketError):
+        c.put("x")
+    assert_broken(c)
+
+
+def test_stalled_peer_mid_reply(make_conn, fake_server):
+    srv = fake_server(scripted(b"FOUND 1 100\r\nab", "stall"))
+    c = make_conn(srv.port, socket_timeout=0.5)
+    with pytest.raises(SocketError):
+        c.peek(1)
+    assert_broken(c)
+
+
+def test_stalled_peer_in_pipeline(make_conn, fake_server):
+    srv = fake_server(scripted(b"", "stall"))
+    c = make_conn(srv.port, socket_timeout=0.5)
+    with pytest.raises(SocketError):
+        c.put_many(["a", "b"])
+
+
+def test_good_replies_then_reconnect(make_conn, fake_server):
+    def handler(sock, srv):
+        read_until(sock)
+        sock.sendall(b"INSERTED 7\r\n")
+        read_until(sock)
+        sock.sendall(b"USING foo\r\n")
+        read_until(sock)
+    srv = fake_server(handler)
+    c = make_conn(srv.port, socket_timeout=5)
+    assert c.put("x") == 7
+    assert c.using() == "foo"
+    with pytest.raises(SocketError):
+        c.peek(1)
+    assert_broken(c)
+
+
+def test_close_during_put_many(make_conn, fake_server):
+    n = 10
+    confirmed = 3
+
+    def handler(sock, srv):
+        # read every put (header + body lines) so the close is clean, not a reset
+        read_until(sock, b"\r\n", 2 * n)
+        sock.sendall(b"".join(b"INSERTED %d\r\n" % (i + 1) for i in range(confirmed)))
+        sock.shutdown(2 - 1)  # SHUT_WR
+        srv.stop.wait(2)
+
+    srv = fake_server(handler)
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(SocketError) as info:
+        c.put_many(["body%d" % i for i in range(n)])
+    assert info.value.results == [1, 2, 3]
+    assert_broken(c)
+
+
+def test_close_during_reserve_many(make_conn, fake_server):
+    def handler(sock, srv):
+        read_until(sock)
+        sock.sendall(b"RESERVED 1 1\r\na\r\n")
+        read_until(sock, b"\r\n", 3)
+        sock.sendall(b"RESERVED 2 1\r\nb\r\nRESERVED 3 1\r\nc\r\n")
+        sock.shutdown(1)
+        srv.stop.wait(2)
+
+    srv = fake_server(handler)
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(SocketError) as info:
+        c.reserve_many(4, timeout=0)
+    assert [j.jid for j in info.value.results] == [1, 2, 3]
+
+
+def test_pipeline_error_mid_batch_keeps_results(make_conn, fake_server):
+    def handler(sock, srv):
+        read_until(sock, b"\r\n", 3)
+        sock.sendall(b"DELETED\r\nNOT_FOUND\r\nGARBAGE\r\n")
+        srv.stop.wait(5)
+
+    srv = fake_server(handler)
+    c = make_conn(srv.port, socket_timeout=5)
+    with pytest.raises(UnexpectedResponse) as info:
+        c.delete_many([1, 2, 3])
+    results = info.value.results
+    assert results[0] is None
+    assert isinstance(results[1], beanstalkc_fast.errors.NotFound)
+    assert len(results) == 2
+
+
+def test_concurrent_use_detected(make_conn, fake_server):
+    gate = threading.Event()
+
+    def handler(sock, srv):
+        read_until(sock)
+        gate.wait(5)
+        sock.sendall(b"INSERTED 1\r\n")
+        srv.stop.wait(5)
+
+    srv = fake_server(handler)
+    c = make_conn(srv.port, socket_timeout=5)
+    out = []
+    t = threading.Thread(target=lambda: out.append(c.put("x")))
+    t.start()
+    try:
+        time.sleep(0.3)   # let the other thread send and block on the reply
+        with pytest.raises(beanstalkc_fast.ConcurrentUseError):
+            c.put("y")
+    finally:
+        gate.set()
+        t.join(5)
+    assert out == [1]
