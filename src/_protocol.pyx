@@ -95,7 +95,7 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     cdef str key, raw
     cdef bint is_list
     for i in range(n):
-        if p[i] >= 128:               # not ASCII: take the exact, slower path
+        if <unsigned char>p[i] >= 128:               # not ASCII: take the exact, slower path
             return _pyprotocol.parse_yaml(body, str_keys)
     if n >= 4 and memcmp(p, b"---\n", 4) == 0:
         pos = 4
