@@ -203,12 +203,19 @@ class Core:
             pending: Optional[bytes] = None
             exhausted = False
             out: List[bytes] = []
+            deferred: Optional[Exception] = None
             while True:
                 if not exhausted and sent - (done - base) <= window // 2:
                     size = 0
                     while sent - (done - base) < window:
                         if pending is None:
-                            pending = next(it, None)
+                            try:
+                                pending = next(it, None)
+                            except Exception as exc:
+                                # a bad item: send nothing more, keep the link in sync
+                                deferred = exc
+                                sent -= len(out)
+                                out.clear()
                             if pending is None:
                                 exhausted = True
                                 break
@@ -223,7 +230,7 @@ class Core:
                         out.clear()
                 if done - base == sent:
                     if exhausted:
-                        return
+                        break
                     continue
                 results.append(self._read_reply())
                 done += 1
@@ -234,6 +241,8 @@ class Core:
             raise self._fail(exc) from exc.__cause__
         finally:
             self._busy = False
+        if deferred is not None:
+            raise deferred
 
     # -- reading ------------------------------------------------------------------
     def _fill(self, need: int) -> None:

@@ -233,6 +233,7 @@ cdef class Core:
         cdef bint exhausted = False
         cdef object pending = None
         cdef list out = []
+        deferred = None
         self._enter()
         try:
             self._apply_timeout(self.timeout)
@@ -242,7 +243,13 @@ cdef class Core:
                     size = 0
                     while sent - done < window:
                         if pending is None:
-                            pending = next(it, None)
+                            try:
+                                pending = next(it, None)
+                            except Exception as exc:
+                                # a bad item: send nothing more, keep the link in sync
+                                deferred = exc
+                                sent -= len(out)
+                                del out[:]
                             if pending is None:
                                 exhausted = True
                                 break
@@ -257,7 +264,7 @@ cdef class Core:
                         del out[:]
                 if done == sent:
                     if exhausted:
-                        return
+                        break
                     continue
                 results.append(self._read_reply())
                 done += 1
@@ -268,6 +275,8 @@ cdef class Core:
             raise self._fail(exc) from exc.__cause__
         finally:
             self._busy = False
+        if deferred is not None:
+            raise deferred
 
     cdef int _fill(self, Py_ssize_t need) except -1:
         cdef Py_ssize_t have, size, n

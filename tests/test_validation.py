@@ -167,9 +167,6 @@ def test_bad_body_types_put_many(conn, tube, body):
     assert conn.stats_tube(tube)["total-jobs"] == 0
 
 
-@pytest.mark.xfail(reason="put_many: a TypeError raised by encode_put on a bad body "
-                          "(before anything was sent) marks the connection broken",
-                   strict=False)
 def test_bad_body_put_many_keeps_connection(conn, tube):
     with pytest.raises(TypeError):
         conn.put_many([1])
