@@ -99,7 +99,20 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except BUILD_ERRORS as exc:
+            self._failed.append(ext.name)
             warn_pure_python("%s: %s" % (type(exc).__name__, exc))
+
+    def initialize_options(self):
+        super().initialize_options()
+        self._failed = []
+
+    def copy_extensions_to_source(self):  # --inplace: copy only what was built
+        built = self.extensions
+        self.extensions = [ext for ext in built if ext.name not in self._failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = built
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
