@@ -1,20 +1,37 @@
 PYTHON ?= python3
+PIP_INSTALL = $(PYTHON) -m pip install -q
+TEST_DEPS = pytest PyYAML hypothesis
 
-.PHONY: build test bench deps clean
+.PHONY: build test bench dist-check deps build-deps test-deps beanstalkd clean
 
-build:
+build: build-deps
 	BEANSTALKC_FAST_REQUIRE_EXTENSION=1 $(PYTHON) setup.py -q build_ext --inplace
 
-deps:
-	@$(PYTHON) -c "import Cython, pytest, yaml, hypothesis" 2>/dev/null || \
-	  $(PYTHON) -m pip install -q "Cython>=3" setuptools pytest PyYAML hypothesis
+# Cython and setuptools, only when missing. A Debian system Python refuses plain pip
+# (PEP 668); retry with --break-system-packages there.
+build-deps:
+	@$(PYTHON) -c "import setuptools, Cython; assert int(Cython.__version__.split('.')[0]) >= 3" 2>/dev/null || \
+	  $(PIP_INSTALL) "Cython>=3" setuptools || $(PIP_INSTALL) --break-system-packages "Cython>=3" setuptools
+
+test-deps:
+	@$(PYTHON) -c "import pytest, yaml, hypothesis" 2>/dev/null || \
+	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
+
+beanstalkd:
 	@bash scripts/ensure-beanstalkd.sh
 
-test: deps build
+deps: build-deps test-deps beanstalkd
+
+test: build test-deps beanstalkd
 	$(PYTHON) -m pytest -q tests
 
-bench: deps build
+bench: build beanstalkd
 	$(PYTHON) benchmarks/bench.py
 
+dist-check:
+	PYTHON=$(PYTHON) bash scripts/dist-check.sh
+
 clean:
-	rm -rf build dist *.egg-info src/*.c beanstalkc_fast/*.so .pytest_cache
+	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html \
+	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
