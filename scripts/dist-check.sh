@@ -32,13 +32,15 @@ BEANSTALKC_FAST_REQUIRE_EXTENSION=1 $PYTHON -m build --outdir dist . >"$WORK/bui
 ls -l dist
 SDIST=$(ls dist/*.tar.gz)
 WHEEL=$(ls dist/*.whl)
+tar -tzf "$SDIST" >"$WORK/sdist.txt"
+$PYTHON -m zipfile -l "$WHEEL" >"$WORK/wheel.txt"
 for f in src/_protocol.pyx src/_protocol.c LICENSE CHANGELOG.md README.md tests/conftest.py; do
-    tar -tzf "$SDIST" | grep -q "/$f\$" || fail "sdist lacks $f"
+    grep -q "/$f\$" "$WORK/sdist.txt" || fail "sdist lacks $f"
 done
 echo "sdist contains .pyx, generated .c, LICENSE, CHANGELOG.md, README.md, tests/"
-$PYTHON -m zipfile -l "$WHEEL" | grep -q 'beanstalkc_fast/_protocol\..*\.so' || fail "wheel has no extension"
-$PYTHON -m zipfile -l "$WHEEL" | grep -q 'beanstalkc_fast/py.typed' || fail "wheel has no py.typed"
-if $PYTHON -m zipfile -l "$WHEEL" | grep -Eq '\.(pyx|c)\s'; then fail "wheel ships sources"; fi
+grep -q 'beanstalkc_fast/_protocol\..*\.so' "$WORK/wheel.txt" || fail "wheel has no extension"
+grep -q 'beanstalkc_fast/py.typed' "$WORK/wheel.txt" || fail "wheel has no py.typed"
+if grep -Eq '\.(pyx|c)[[:space:]]' "$WORK/wheel.txt"; then fail "wheel ships sources"; fi
 echo "wheel contains the extension and py.typed"
 
 # ---------------------------------------------------------------- b) auditwheel
@@ -73,7 +75,8 @@ bash scripts/ensure-beanstalkd.sh || echo "(no beanstalkd: server tests will ski
 step "c) fresh venv, repaired wheel, no Cython: tests on the Cython core"
 $PYTHON -m venv "$WORK/venv-wheel"
 VPY="$WORK/venv-wheel/bin/python"
-"$VPY" -m pip install -q --no-cache-dir "$REPAIRED" pytest PyYAML hypothesis
+"$VPY" -m pip install -q --no-cache-dir "$REPAIRED" pytest PyYAML hypothesis >"$WORK/pip-wheel.log" 2>&1 \
+  || { cat "$WORK/pip-wheel.log"; fail "wheel install"; }
 if "$VPY" -c "import Cython" 2>/dev/null; then fail "Cython present in the wheel venv"; fi
 BEANSTALKC_FAST_REQUIRE_EXTENSION=1 run_tests "$VPY" cython
 
@@ -81,7 +84,8 @@ BEANSTALKC_FAST_REQUIRE_EXTENSION=1 run_tests "$VPY" cython
 step "d) fresh venv, sdist with CC=false: pure-Python fallback"
 $PYTHON -m venv "$WORK/venv-sdist"
 SPY="$WORK/venv-sdist/bin/python"
-"$SPY" -m pip install -q --no-cache-dir pytest PyYAML hypothesis
+"$SPY" -m pip install -q --no-cache-dir pytest PyYAML hypothesis >"$WORK/pip-sdist.log" 2>&1 \
+  || { cat "$WORK/pip-sdist.log"; fail "test deps install"; }
 CC=/bin/false CXX=/bin/false LDSHARED=/bin/false "$SPY" -m pip install -v --no-cache-dir "$SDIST" \
   >"$WORK/sdist-install.log" 2>&1 || { tail -40 "$WORK/sdist-install.log"; fail "sdist install without a compiler"; }
 NWARN=$(grep -c 'WARNING: beanstalkc_fast: the Cython core could not be built' "$WORK/sdist-install.log" || true)
