@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python3}
-PYTEST_ARGS=${DIST_CHECK_PYTEST_ARGS:-}
+eval "PYTEST_ARGS=(${DIST_CHECK_PYTEST_ARGS:-})"  # shell words, quotes honoured
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bcf-dist-check.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 unset BEANSTALKC_FAST_PUREPYTHON BEANSTALKC_FAST_NO_EXTENSION BEANSTALKC_FAST_EXPECT || true
@@ -64,9 +64,8 @@ run_tests() {  # venv-python expected-implementation
         "$py" -c "import beanstalkc_fast as b, sys; assert b.IMPLEMENTATION == '$expect', b.IMPLEMENTATION; \
 assert not b.__file__.startswith('$ROOT/'), b.__file__; print('installed at', b.__file__, '->', b.IMPLEMENTATION)")
     if [ "${DIST_CHECK_SKIP_TESTS:-}" = 1 ]; then return 0; fi
-    # shellcheck disable=SC2086
     (cd "$dir" && env -u PYTHONPATH BEANSTALKC_FAST_EXPECT="$expect" \
-        "$py" -m pytest -q -p no:cacheprovider $PYTEST_ARGS tests)
+        "$py" -m pytest -q -p no:cacheprovider ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} tests)
 }
 
 bash scripts/ensure-beanstalkd.sh || echo "(no beanstalkd: server tests will skip)"
