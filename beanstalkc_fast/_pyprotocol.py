@@ -185,57 +185,65 @@ class Core:
     # -- many commands ----------------------------------------------------------
     def pipeline(self, commands: Iterable[bytes], results: List[Reply],
                  window: int = 512, max_bytes: int = WRITE_CHUNK) -> None:
-        """Send ``commands`` with at most ``window`` unanswered, appending each
-        reply to ``results`` in order.
+        """Send ``commands``, appending each reply to ``results`` in order.
 
-        The window is topped up once at most half of it is still in flight;
-        each write carries at most ``max_bytes`` (or one larger command).
-        Replies are read while writing, so neither side's buffers can fill up.
-        ``results`` holds every reply read, also when an exception escapes.
+        At most ``window`` commands and ``max_bytes`` bytes (or one larger
+        command) are ever written but unanswered; the window is topped up once
+        half of it is free. Replies are read while writing, so neither side's
+        buffers can fill up. ``results`` holds every reply read, also when an
+        exception escapes. An exception raised by the iterator stops the batch:
+        the commands not yet written are dropped, every written one is answered,
+        then the exception is raised and the connection stays usable.
         """
+        if window < 1:
+            raise ValueError("window must be at least 1")
         self._enter()
         try:
             self._apply_timeout(self.timeout)
             it = iter(commands)
-            sent = 0
-            done = len(results)
-            base = done
+            sizes = [0] * window          # ring: size of each unanswered command
+            sent = done = inflight = 0
             pending: Optional[bytes] = None
             exhausted = False
             out: List[bytes] = []
             deferred: Optional[Exception] = None
             while True:
-                if not exhausted and sent - (done - base) <= window // 2:
-                    size = 0
-                    while sent - (done - base) < window:
+                if (not exhausted and sent - done <= window // 2
+                        and inflight <= max_bytes // 2):
+                    while sent - done < window:
                         if pending is None:
                             try:
                                 pending = next(it, None)
                             except Exception as exc:
-                                # a bad item: send nothing more, keep the link in sync
                                 deferred = exc
-                                sent -= len(out)
-                                out.clear()
+                                while out:
+                                    out.pop()
+                                    sent -= 1
+                                    inflight -= sizes[sent % window]
                             if pending is None:
                                 exhausted = True
                                 break
-                        if out and size + len(pending) > max_bytes:
+                        size = len(pending)
+                        if sent > done and inflight + size > max_bytes:
                             break
                         out.append(pending)
-                        size += len(pending)
+                        sizes[sent % window] = size
+                        inflight += size
                         sent += 1
                         pending = None
                     if out:
                         self.sock.sendall(b"".join(out))
                         out.clear()
-                if done - base == sent:
+                if done == sent:
                     if exhausted:
                         break
                     continue
                 results.append(self._read_reply())
+                inflight -= sizes[done % window]
                 done += 1
-                while done - base < sent and self._pos < self._end:
+                while done < sent and self._pos < self._end:
                     results.append(self._read_reply())
+                    inflight -= sizes[done % window]
                     done += 1
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__

@@ -4,6 +4,7 @@ behaviour, with the read buffer, reply parsing and pipelining in C."""
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memchr, memcmp, memmove
 
 import socket
@@ -227,36 +228,44 @@ cdef class Core:
 
     def pipeline(self, commands, list results, Py_ssize_t window=512,
                  Py_ssize_t max_bytes=WRITE_CHUNK):
-        """Send ``commands`` with at most ``window`` unanswered, appending each
-        reply to ``results`` in order (see the twin for the contract)."""
-        cdef Py_ssize_t sent = 0, done = 0, size
+        """Send ``commands``, appending each reply to ``results`` in order
+        (see the twin for the contract)."""
+        cdef Py_ssize_t sent = 0, done = 0, inflight = 0, size
+        cdef Py_ssize_t *sizes
         cdef bint exhausted = False
         cdef object pending = None
         cdef list out = []
+        if window < 1:
+            raise ValueError("window must be at least 1")
         deferred = None
         self._enter()
+        sizes = <Py_ssize_t *>PyMem_Malloc(window * sizeof(Py_ssize_t))
         try:
+            if sizes == NULL:
+                raise MemoryError()
             self._apply_timeout(self.timeout)
             it = iter(commands)
             while True:
-                if not exhausted and sent - done <= window // 2:
-                    size = 0
+                if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
                     while sent - done < window:
                         if pending is None:
                             try:
                                 pending = next(it, None)
                             except Exception as exc:
-                                # a bad item: send nothing more, keep the link in sync
                                 deferred = exc
-                                sent -= len(out)
-                                del out[:]
+                                while out:
+                                    out.pop()
+                                    sent -= 1
+                                    inflight -= sizes[sent % window]
                             if pending is None:
                                 exhausted = True
                                 break
-                        if out and size + len(pending) > max_bytes:
+                        size = len(pending)
+                        if sent > done and inflight + size > max_bytes:
                             break
                         out.append(pending)
-                        size += len(pending)
+                        sizes[sent % window] = size
+                        inflight += size
                         sent += 1
                         pending = None
                     if out:
@@ -267,14 +276,17 @@ cdef class Core:
                         break
                     continue
                 results.append(self._read_reply())
+                inflight -= sizes[done % window]
                 done += 1
                 while done < sent and self._pos < self._end:
                     results.append(self._read_reply())
+                    inflight -= sizes[done % window]
                     done += 1
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
         finally:
             self._busy = False
+            PyMem_Free(sizes)
         if deferred is not None:
             raise deferred
 

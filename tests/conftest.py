@@ -149,10 +149,12 @@ def conn_factory(make_conn, server):
 class FakeServer:
     """Accepts connections on 127.0.0.1 and runs ``handler(sock)`` on each."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, rcvbuf=None):
         self.handler = handler
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:  # set before listen() so accepted sockets inherit it
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(8)
         self.port = self.listener.getsockname()[1]
@@ -210,8 +212,8 @@ def read_until(sock, marker=b"\r\n", count=1):
 def fake_server():
     servers = []
 
-    def start(handler):
-        srv = FakeServer(handler)
+    def start(handler, **kwargs):
+        srv = FakeServer(handler, **kwargs)
         servers.append(srv)
         return srv
 

@@ -1,5 +1,6 @@
 """A scripted fake server: cut connections, garbage, stalls, lies."""
 
+import select
 import threading
 import time
 
@@ -219,3 +220,50 @@ def test_concurrent_use_detected(make_conn, fake_server):
         gate.set()
         t.join(5)
     assert out == [1]
+
+
+@pytest.mark.parametrize("total,size", [(3000, 4096), (200, 65536)], ids=["4KiB", "64KiB"])
+def test_put_many_against_slow_lazy_server(make_conn, fake_server, total, size):
+    """A server that reads in small, slow sips and answers only when nothing
+    more arrives: far more data than both socket buffers hold goes through,
+    and the client never has more than its window of commands, nor more than
+    its byte budget, written but unanswered."""
+    window, budget = 512, 1 << 18
+    seen = {"commands": 0, "bytes": 0}
+
+    def handler(sock, srv):
+        buf = bytearray()
+        unanswered = []             # sizes of the commands received, not answered
+        answered = 0
+        while answered < total:
+            ready, _, _ = select.select([sock], [], [], 0.002)
+            if ready:
+                chunk = sock.recv(2048)
+                if not chunk:
+                    return
+                buf += chunk
+                while True:
+                    eol = buf.find(b"\r\n")
+                    if eol < 0:
+                        break
+                    end = eol + 2 + int(buf[:eol].split()[-1]) + 2
+                    if len(buf) < end:
+                        break
+                    del buf[:end]
+                    unanswered.append(end)
+                seen["commands"] = max(seen["commands"], len(unanswered))
+                seen["bytes"] = max(seen["bytes"], sum(unanswered))
+                time.sleep(0.0002)
+            elif unanswered:
+                sock.sendall(b"".join(b"INSERTED %d\r\n" % (answered + i + 1)
+                                      for i in range(len(unanswered))))
+                answered += len(unanswered)
+                unanswered.clear()
+
+    srv = fake_server(handler, rcvbuf=4096)
+    c = make_conn(srv.port, socket_timeout=30)
+    ids = c.put_many(b"b" * size for _ in range(total))
+    assert ids == list(range(1, total + 1))
+    assert 0 < seen["commands"] <= window
+    assert 0 < seen["bytes"] <= budget
+    assert srv.errors == []
