@@ -11,7 +11,7 @@ import struct
 import sys
 from typing import Any, Iterable, List, Optional, Tuple
 
-from .errors import ConcurrentUseError, SocketError, UnexpectedResponse
+from .errors import ConcurrentUseError, ConnectionBroken, SocketError, UnexpectedResponse
 
 MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
 MAX_BODY = 1 << 30            # beanstalkd's own ceiling for -z
@@ -134,7 +134,7 @@ class Core:
     # -- entry and exit -----------------------------------------------------
     def _enter(self) -> None:
         if self.broken is not None:
-            raise SocketError("connection is broken (%s); call reconnect()" % self.broken)
+            raise ConnectionBroken("connection is broken (%s); call reconnect()" % self.broken)
         if self._busy:
             raise ConcurrentUseError(
                 "connection used by two threads at once; use one Connection per thread")

@@ -11,8 +11,8 @@ import weakref
 from typing import Any, Callable, Iterable, List, Optional, Union
 
 from . import _core
-from .errors import (ERROR_CLASSES, BatchError, DeadlineSoon, SocketError,
-                     UnexpectedResponse, command_failed)
+from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
+                     SocketError, UnexpectedResponse, command_failed)
 from .job import Job
 
 DEFAULT_HOST = "localhost"
@@ -30,6 +30,14 @@ _SERVER_STR_KEYS = frozenset(("id",))
 _NO_KEYS: frozenset = frozenset()
 
 _LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
+
+# Commands that change nothing a second attempt could duplicate or lose:
+# the only ones auto_reconnect sends again after their reply was lost.
+_SAFE_TO_REPEAT = frozenset((
+    b"reserve", b"reserve-with-timeout", b"reserve-job", b"peek", b"peek-ready",
+    b"peek-delayed", b"peek-buried", b"stats", b"stats-tube", b"stats-job",
+    b"list-tubes", b"list-tube-used", b"list-tubes-watched", b"use", b"watch",
+    b"ignore", b"pause-tube"))
 
 
 def _after_fork_in_child() -> None:
@@ -60,7 +68,17 @@ class Connection:
     Beyond beanstalkc: ``encoding`` (None: bodies stay bytes), ``socket_timeout``
     (the read deadline of every command; a reserve with a timeout is allowed
     that much longer, a reserve without one waits indefinitely), ``unix_socket``
-    (a path, instead of host and port). TCP_NODELAY and SO_KEEPALIVE are on.
+    (a path, instead of host and port), ``keepalive_*`` (TCP keepalive idle
+    time, probe interval and probe count, seconds). TCP_NODELAY and
+    SO_KEEPALIVE are on.
+
+    ``auto_reconnect=True``: a call on a broken connection (earlier failure,
+    ``fork()``) first reconnects, restoring the used tube and the watch list;
+    a command whose reply was lost is sent again on a new connection only when
+    repeating it is safe (reserve, peek, stats, list, use, watch, ignore,
+    pause-tube). A lost reply to put, delete, release, bury, touch, kick or a
+    batch always raises ``SocketError``.
+
     A connection belongs to one thread; see the README for the contract.
     """
 
@@ -71,7 +89,7 @@ class Connection:
                  socket_timeout: Optional[float] = 60.0,
                  unix_socket: Optional[str] = None,
                  keepalive_idle: int = 60, keepalive_interval: int = 10,
-                 keepalive_count: int = 3) -> None:
+                 keepalive_count: int = 3, auto_reconnect: bool = False) -> None:
         if parse_yaml is True:
             self._yaml: Optional[Callable[[str], Any]] = None
             self._parse = True
@@ -85,6 +103,7 @@ class Connection:
         self.socket_timeout = socket_timeout
         self.encoding = encoding
         self.keepalive = (keepalive_idle, keepalive_interval, keepalive_count)
+        self.auto_reconnect = auto_reconnect
         self._using = DEFAULT_TUBE_NAME
         self._watching: List[str] = [DEFAULT_TUBE_NAME]
         self._core: Any = None
@@ -105,6 +124,7 @@ class Connection:
         except OSError as exc:
             raise SocketError.wrap(exc, "cannot connect: %s" % (exc,)) from exc
         self._core = _core.Core(sock, self.socket_timeout)
+        self._request = self._retrying_request if self.auto_reconnect else self._core.request
         _LIVE.add(self)
 
     def _set_keepalive(self, sock: socket.socket) -> None:
@@ -134,15 +154,24 @@ class Connection:
         """Close, connect again, and restore the used tube and the watch list."""
         self.close()
         self.connect()
-        using, watching = self._using, list(self._watching)
-        self._using, self._watching = DEFAULT_TUBE_NAME, [DEFAULT_TUBE_NAME]
-        if using != DEFAULT_TUBE_NAME:
-            self.use(using)
-        for name in watching:
-            if name not in self._watching:
-                self.watch(name)
-        if DEFAULT_TUBE_NAME not in watching:
-            self.ignore(DEFAULT_TUBE_NAME)
+        core = self._core
+        for data, command, ok in self._restore_commands():
+            status, value, _ = core.request(data)
+            if status != ok:
+                raise _fail(command, status, value)
+
+    def _restore_commands(self) -> List[Any]:
+        # the tubes stay recorded as wanted until a reconnect restores them
+        commands = []
+        if self._using != DEFAULT_TUBE_NAME:
+            commands.append((b"use %s\r\n" % self._using.encode("ascii"), "use", "USING"))
+        for name in self._watching:
+            if name != DEFAULT_TUBE_NAME:
+                commands.append((b"watch %s\r\n" % name.encode("ascii"), "watch", "WATCHING"))
+        if DEFAULT_TUBE_NAME not in self._watching:
+            commands.append((b"ignore %s\r\n" % DEFAULT_TUBE_NAME.encode("ascii"),
+                             "ignore", "WATCHING"))
+        return commands
 
     def __enter__(self) -> "Connection":
         return self
@@ -151,8 +180,24 @@ class Connection:
         self.close()
 
     # -- plumbing ---------------------------------------------------------------
+    def _live_core(self) -> Any:
+        """The core; with auto_reconnect, a new one when it is broken."""
+        if self.auto_reconnect and self._core.broken is not None:
+            self.reconnect()
+        return self._core
+
+    def _retrying_request(self, data: bytes, extra: Optional[float] = 0.0) -> Any:
+        core = self._live_core()
+        try:
+            return core.request(data, extra)
+        except SocketError:
+            if data.split(None, 1)[0] not in _SAFE_TO_REPEAT:
+                raise
+        self.reconnect()
+        return self._request(data, extra)
+
     def _yaml_result(self, command: str, data: bytes, str_keys: frozenset) -> Any:
-        status, value, body = self._core.request(data)
+        status, value, body = self._request(data)
         if status != "OK":
             raise _fail(command, status, value)
         if self._parse:
@@ -164,8 +209,14 @@ class Connection:
     def put(self, body: Body, priority: int = DEFAULT_PRIORITY, delay: int = 0,
             ttr: int = DEFAULT_TTR) -> int:
         """Insert a job into the used tube; its id."""
-        status, value, _ = self._core.request(
-            encode_put(body, priority, delay, ttr, self.encoding))
+        data = encode_put(body, priority, delay, ttr, self.encoding)
+        try:
+            status, value, _ = self._request(data)
+        except ConnectionBroken:
+            raise
+        except SocketError as exc:
+            exc.args = ("%s; the job may or may not have been inserted" % (exc.args[0],),)
+            raise
         if status == "INSERTED":
             return value
         raise _fail("put", status, value)
@@ -174,10 +225,10 @@ class Connection:
     def reserve(self, timeout: Optional[int] = None) -> Optional[Job]:
         """Reserve a job from the watched tubes; None when ``timeout`` expires."""
         if timeout is None:
-            status, value, body = self._core.request(b"reserve\r\n", None)
+            status, value, body = self._request(b"reserve\r\n", None)
         else:
             timeout = check_uint("timeout", timeout)
-            status, value, body = self._core.request(
+            status, value, body = self._request(
                 b"reserve-with-timeout %d\r\n" % timeout, timeout)
         if status == "RESERVED":
             return Job(self, value, body, True, self.encoding)
@@ -189,14 +240,14 @@ class Connection:
 
     def reserve_job(self, jid: int) -> Job:
         """Reserve the job ``jid`` (beanstalkd >= 1.12)."""
-        status, value, body = self._core.request(
+        status, value, body = self._request(
             b"reserve-job %d\r\n" % check_uint("jid", jid, 2 ** 64 - 1))
         if status == "RESERVED":
             return Job(self, value, body, True, self.encoding)
         raise _fail("reserve-job", status, value)
 
     def _expect(self, command: str, data: bytes, ok: str) -> Any:
-        status, value, _ = self._core.request(data)
+        status, value, _ = self._request(data)
         if status == ok:
             return value
         raise _fail(command, status, value)
@@ -207,7 +258,7 @@ class Connection:
 
     def release(self, jid: int, priority: int = DEFAULT_PRIORITY, delay: int = 0) -> None:
         """Release a reserved job back to ready (or delayed)."""
-        status, value, _ = self._core.request(b"release %d %d %d\r\n" % (
+        status, value, _ = self._request(b"release %d %d %d\r\n" % (
             _jid(jid), check_uint("priority", priority), check_uint("delay", delay)))
         if status != "RELEASED":
             raise _fail("release", status, value)
@@ -231,7 +282,7 @@ class Connection:
 
     # -- peek ----------------------------------------------------------------------
     def _peek(self, command: str, data: bytes) -> Optional[Job]:
-        status, value, body = self._core.request(data)
+        status, value, body = self._request(data)
         if status == "FOUND":
             return Job(self, value, body, False, self.encoding)
         if status == "NOT_FOUND":
@@ -286,7 +337,7 @@ class Connection:
         """Stop watching ``name``; the number of watched tubes. Ignoring the
         last watched tube is silently refused and returns 1."""
         raw = check_name(name)
-        status, value, _ = self._core.request(b"ignore %s\r\n" % raw)
+        status, value, _ = self._request(b"ignore %s\r\n" % raw)
         if status == "WATCHING":
             text = raw.decode("ascii")
             if text in self._watching:
@@ -315,7 +366,7 @@ class Connection:
         return self._yaml_result("stats-job", b"stats-job %d\r\n" % _jid(jid), _NO_KEYS)
 
     def _stats_job_dict(self, jid: int) -> dict:
-        status, value, body = self._core.request(b"stats-job %d\r\n" % _jid(jid))
+        status, value, body = self._request(b"stats-job %d\r\n" % _jid(jid))
         if status != "OK":
             raise _fail("stats-job", status, value)
         return parse_yaml(body, _NO_KEYS)
@@ -332,12 +383,13 @@ class Connection:
         ``raise_errors``); SocketError carrying ``results`` when the link broke."""
         replies: List[Any] = []
         try:
-            self._core.pipeline(commands, replies)
+            self._live_core().pipeline(commands, replies)
         except SocketError as exc:
             exc.results = [h(*r) for h, r in zip(handlers, replies)]
-            if what == "put":
-                exc.args = (str(exc.args[0]) + "; jobs past the %d confirmed ones may or "
-                            "may not have been inserted" % len(replies),)
+            if not isinstance(exc, ConnectionBroken):
+                exc.args = ("%s; %s past the %d confirmed ones may or may not have been %s" % (
+                    exc.args[0], "jobs" if what == "put" else "commands", len(replies),
+                    "inserted" if what == "put" else "carried out"),)
             raise
         except BaseException as exc:
             exc.results = [h(*r) for h, r in zip(handlers, replies)]
@@ -375,7 +427,7 @@ class Connection:
             want = min(n - len(jobs), 512)
             replies: List[Any] = []
             try:
-                self._core.pipeline([b"reserve-with-timeout 0\r\n"] * want, replies)
+                self._live_core().pipeline([b"reserve-with-timeout 0\r\n"] * want, replies)
             except BaseException as exc:
                 jobs += [Job(self, v, b, True, encoding) for s, v, b in replies if s == "RESERVED"]
                 exc.results = jobs

@@ -25,6 +25,11 @@ class SocketError(BeanstalkcException):
         return err
 
 
+class ConnectionBroken(SocketError):
+    """The connection was already broken by an earlier failure, ``close()``
+    or ``fork()``; nothing of this command was sent."""
+
+
 class DeadlineSoon(BeanstalkcException):
     """A job reserved by this connection is about to exceed its TTR."""
 

@@ -9,7 +9,8 @@ from libc.string cimport memchr, memcmp, memmove
 
 import socket
 
-from beanstalkc_fast.errors import ConcurrentUseError, SocketError, UnexpectedResponse
+from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
+                                    UnexpectedResponse)
 from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
                                          READ_CHUNK, WRITE_CHUNK, _set_timeout,
                                          check_name, encode_body)
@@ -183,7 +184,7 @@ cdef class Core:
 
     cdef _enter(self):
         if self.broken is not None:
-            raise SocketError("connection is broken (%s); call reconnect()" % self.broken)
+            raise ConnectionBroken("connection is broken (%s); call reconnect()" % self.broken)
         if self._busy:
             raise ConcurrentUseError(
                 "connection used by two threads at once; use one Connection per thread")

@@ -169,3 +169,84 @@ def test_connection_refuses_use_in_forked_child(conn):
     assert os.read(r, 100) == b"refused"
     os.close(r)
     assert conn.put("parent") > 0
+
+
+def test_failed_reconnect_keeps_the_wanted_tubes(make_conn, own_server):
+    c = make_conn(own_server.port)
+    c.use("out")
+    c.watch("in")
+    c.ignore("default")
+    own_server.kill()
+    with pytest.raises(beanstalkc_fast.SocketError):
+        c.reconnect()
+    own_server.start()
+    c.reconnect()
+    assert c.using() == "out"
+    assert c.watching() == ["in"]
+
+
+def test_lost_put_reply_says_the_job_may_exist(make_conn, own_server):
+    c = make_conn(own_server.port)
+    c.put("x")
+    own_server.kill()
+    with pytest.raises(beanstalkc_fast.SocketError, match="may or may not have been inserted"):
+        for _ in range(3):        # the first send may still be buffered
+            c.put("y")
+    with pytest.raises(beanstalkc_fast.ConnectionBroken):
+        c.put("z")               # nothing sent: no "may or may not" here
+    with pytest.raises(beanstalkc_fast.ConnectionBroken):
+        c.put_many(["z"])
+
+
+def test_auto_reconnect_consumer_loop_survives_restart(make_conn, own_server):
+    consumer = make_conn(own_server.port, auto_reconnect=True)
+    consumer.watch("work")
+    consumer.ignore("default")
+    consumer.use("elsewhere")
+    own_server.kill()
+    own_server.start()
+    producer = make_conn(own_server.port)
+    producer.use("work")
+    producer.put("after restart")
+    job = consumer.reserve(timeout=1)    # lost reply: reconnected and repeated
+    assert job is not None and job.body == "after restart"
+    job.delete()
+    assert consumer.watching() == ["work"]
+    assert consumer.using() == "elsewhere"
+
+
+def test_auto_reconnect_never_repeats_a_put(make_conn, own_server):
+    c = make_conn(own_server.port, auto_reconnect=True)
+    c.use("once")
+    c.put("first")
+    own_server.kill()
+    own_server.start()
+    with pytest.raises(beanstalkc_fast.SocketError, match="may or may not have been inserted"):
+        c.put("lost reply")
+    # the next call reconnects first (nothing of it was sent before) and restores the tube
+    jid = c.put("second")
+    assert c.using() == "once"
+    assert c.stats_tube("once")["current-jobs-ready"] == 1
+    assert c.peek(jid).body == "second"
+
+
+def test_auto_reconnect_in_forked_child(make_conn, own_server):
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork()")
+    c = make_conn(own_server.port, auto_reconnect=True)
+    c.use("forked")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # child: must get a socket of its own, with the parent's tube
+        try:
+            jid = c.put("from child")
+            os.write(w, b"%d %s" % (jid, c.using().encode()))
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    jid, tube = os.read(r, 100).split()
+    os.close(r)
+    assert tube == b"forked"
+    assert c.peek(int(jid)).body == "from child"
+    assert c.put("from parent") > int(jid)
