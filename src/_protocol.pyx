@@ -4,9 +4,16 @@ behaviour, with the read buffer, reply parsing and pipelining in C."""
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.string cimport memchr, memcmp, memmove
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from libc.limits cimport ULLONG_MAX
+from libc.stdint cimport uint64_t
+from libc.string cimport memchr, memcmp, memcpy, memmove
 
+import os
 import socket
 
 from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
@@ -16,7 +23,45 @@ from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CH
                                          check_name, encode_body)
 from beanstalkc_fast import _pyprotocol
 
+cdef extern from *:
+    """
+    /* Direct socket IO without the GIL. POSIX only: on Windows the core
+       keeps using the socket object's methods (see Core.__init__). */
+    #ifdef _WIN32
+    #define BSF_DIRECT_IO 0
+    static Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) { return -1; }
+    static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) { return -1; }
+    static int bsf_errno(void) { return 0; }
+    #define BSF_EINTR (-1)
+    #define BSF_EAGAIN (-1)
+    #define BSF_EWOULDBLOCK (-1)
+    #else
+    #include <errno.h>
+    #include <sys/types.h>
+    #include <sys/socket.h>
+    #ifndef MSG_NOSIGNAL
+    #define MSG_NOSIGNAL 0
+    #endif
+    #define BSF_DIRECT_IO 1
+    static Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) {
+        return (Py_ssize_t)send(fd, b, (size_t)n, MSG_NOSIGNAL);
+    }
+    static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) {
+        return (Py_ssize_t)recv(fd, b, (size_t)n, 0);
+    }
+    static int bsf_errno(void) { return errno; }
+    #define BSF_EINTR EINTR
+    #define BSF_EAGAIN EAGAIN
+    #define BSF_EWOULDBLOCK EWOULDBLOCK
+    #endif
+    """
+    int BSF_DIRECT_IO, BSF_EINTR, BSF_EAGAIN, BSF_EWOULDBLOCK
+    Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) nogil
+    Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) nogil
+    int bsf_errno() nogil
+
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
+cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
 
 # status word -> (interned str, shape); shapes as in _pyprotocol._SHAPES
@@ -30,16 +75,62 @@ def check_uint(str name, value, maximum=MAX_UINT32):
     return _pyprotocol.check_uint(name, value, maximum)
 
 
+cdef unsigned long long _uint32(str name, value) except? ULLONG_MAX:
+    """``value`` checked as a protocol integer in 0..2**32-1."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(value) is int:
+        v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0 and 0 <= v <= 0xFFFFFFFF:
+            return <unsigned long long>v
+    return _pyprotocol.check_uint(name, value, MAX_UINT32)
+
+
+cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
+    """Write ``v`` in decimal at ``out``; the end of what was written."""
+    cdef char tmp[20]
+    cdef int n = 0
+    while True:
+        tmp[n] = <char>(48 + v % 10)
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    while n:
+        n -= 1
+        out[0] = tmp[n]
+        out += 1
+    return out
+
+
 def encode_put(body, priority, delay, ttr, encoding):
     """The complete ``put`` command, header and body, in one buffer."""
-    cdef bytes data
-    if type(body) is bytes:
-        data = body
-    else:
-        data = encode_body(body, encoding)
-    return b"put %d %d %d %d\r\n%s\r\n" % (
-        check_uint("priority", priority), check_uint("delay", delay),
-        check_uint("ttr", ttr), PyBytes_GET_SIZE(data), data)
+    cdef bytes data = body if type(body) is bytes else encode_body(body, encoding)
+    cdef unsigned long long p = _uint32("priority", priority)
+    cdef unsigned long long d = _uint32("delay", delay)
+    cdef unsigned long long t = _uint32("ttr", ttr)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef char head[96]
+    cdef char *e = head
+    memcpy(e, b"put ", 4)
+    e = _put_digits(e + 4, p)
+    e[0] = b' '
+    e = _put_digits(e + 1, d)
+    e[0] = b' '
+    e = _put_digits(e + 1, t)
+    e[0] = b' '
+    e = _put_digits(e + 1, <unsigned long long>n)
+    e[0] = b'\r'
+    e[1] = b'\n'
+    e += 2
+    cdef Py_ssize_t h = e - head
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, h + n + 2)
+    cdef char *o = PyBytes_AS_STRING(out)
+    memcpy(o, head, h)
+    memcpy(o + h, PyBytes_AS_STRING(data), n)
+    o[h + n] = b'\r'
+    o[h + n + 1] = b'\n'
+    return out
 
 
 cdef inline bint _is_int(const char *p, Py_ssize_t n):
@@ -83,6 +174,67 @@ cdef inline long long _to_ll(const char *p, Py_ssize_t n):
     return -v if neg else v
 
 
+# Interned key strings of stats replies, looked up by the key's bytes without
+# allocating: the server sends the same few dozen keys in every reply.
+cdef enum:
+    KEY_SLOTS = 512
+    KEY_MAX = 40
+
+cdef struct KeySlot:
+    Py_ssize_t n
+    char key[KEY_MAX]
+    PyObject *name             # a reference held for the life of the process
+    bint fixed_str             # in _pyprotocol._STR_KEYS
+
+cdef KeySlot _key_slots[KEY_SLOTS]
+cdef frozenset _STR_KEYS = _pyprotocol._STR_KEYS
+
+
+cdef str _key(const char *p, Py_ssize_t n, bint *fixed_str):
+    cdef unsigned int h = 2166136261u
+    cdef Py_ssize_t i
+    cdef int probe
+    cdef KeySlot *slot = NULL
+    cdef KeySlot *free = NULL
+    cdef str name
+    if n < KEY_MAX:
+        for i in range(n):
+            h = (h ^ <unsigned char>p[i]) * 16777619u
+        for probe in range(4):
+            slot = &_key_slots[(h + probe) % KEY_SLOTS]
+            if slot.name == NULL:
+                free = slot
+                break
+            if slot.n == n and memcmp(slot.key, p, n) == 0:
+                fixed_str[0] = slot.fixed_str
+                return <str>slot.name
+    name = p[:n].decode("ascii")
+    fixed_str[0] = name in _STR_KEYS
+    if free != NULL:
+        name = intern(name)
+        Py_INCREF(name)
+        free.name = <PyObject *>name
+        free.n = n
+        memcpy(free.key, p, n)
+        free.fixed_str = fixed_str[0]
+    return name
+
+
+cdef inline bint _all_ascii(const char *p, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i = 0
+    cdef uint64_t w
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if w & 0x8080808080808080ULL:
+            return False
+        i += 8
+    while i < n:
+        if <unsigned char>p[i] >= 128:
+            return False
+        i += 1
+    return True
+
+
 def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     """The typed value of a stats or list reply: a dict or a list of str
     (see ``_pyprotocol.parse_yaml`` for the typing rules)."""
@@ -91,14 +243,14 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     cdef Py_ssize_t pos = 0, eol, colon, vstart, vlen
     cdef const char *nl
     cdef const char *line
+    cdef const char *v
     cdef Py_ssize_t llen
     cdef dict result
     cdef list items
-    cdef str key, raw
-    cdef bint is_list
-    for i in range(n):
-        if <unsigned char>p[i] >= 128:               # not ASCII: take the exact, slower path
-            return _pyprotocol.parse_yaml(body, str_keys)
+    cdef str key
+    cdef bint is_list, fixed_str = False, extra_keys = len(str_keys) > 0
+    if not _all_ascii(p, n):                      # take the exact, slower path
+        return _pyprotocol.parse_yaml(body, str_keys)
     if n >= 4 and memcmp(p, b"---\n", 4) == 0:
         pos = 4
     is_list = n - pos >= 2 and p[pos] == b'-' and p[pos + 1] == b' '
@@ -114,31 +266,32 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
             if llen >= 2 and line[0] == b'-' and line[1] == b' ':
                 items.append(line[2:llen].decode("ascii"))
             continue
-        colon = 0
-        while colon + 1 < llen and not (line[colon] == b':' and line[colon + 1] == b' '):
-            colon += 1
-        if colon + 1 >= llen:
+        nl = <const char *>memchr(line, b':', llen)
+        while nl != NULL and nl + 1 < line + llen and nl[1] != b' ':
+            nl = <const char *>memchr(nl + 1, b':', line + llen - nl - 1)
+        if nl == NULL or nl + 1 >= line + llen:
             if llen >= 1 and line[llen - 1] == b':':
-                result[line[:llen - 1].decode("ascii")] = None
+                result[_key(line, llen - 1, &fixed_str)] = None
             continue
-        key = line[:colon].decode("ascii")
+        colon = nl - line
+        key = _key(line, colon, &fixed_str)
         vstart = colon + 2
         vlen = llen - vstart
-        if vlen >= 2 and line[vstart] == b'"' and line[llen - 1] == b'"':
+        v = line + vstart
+        if vlen >= 2 and v[0] == b'"' and line[llen - 1] == b'"':
             result[key] = line[vstart + 1:llen - 1].decode("ascii")
-        elif key in str_keys or key in _pyprotocol._STR_KEYS:
+        elif fixed_str or (extra_keys and key in str_keys):
             result[key] = line[vstart:llen].decode("ascii")
-        elif _is_int(line + vstart, vlen):
-            result[key] = _to_ll(line + vstart, vlen)
-        elif vlen == 4 and memcmp(line + vstart, b"true", 4) == 0:
+        elif _is_int(v, vlen):
+            result[key] = _to_ll(v, vlen)
+        elif vlen == 4 and memcmp(v, b"true", 4) == 0:
             result[key] = True
-        elif vlen == 5 and memcmp(line + vstart, b"false", 5) == 0:
+        elif vlen == 5 and memcmp(v, b"false", 5) == 0:
             result[key] = False
-        elif _is_float(line + vstart, vlen):
+        elif _is_float(v, vlen):
             result[key] = float(line[vstart:llen])
         else:
-            raw = line[vstart:llen].decode("ascii")
-            result[key] = _pyprotocol._scalar(key, raw, str_keys)
+            result[key] = _pyprotocol._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
     return items if is_list else result
 
 
@@ -155,9 +308,14 @@ cdef class Core:
     cdef object _view
     cdef Py_ssize_t _pos, _end
     cdef object _recv_into, _sendall
+    cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
+    cdef bint _at_base           # the kernel timeouts are the plain per-command ones
 
     def __init__(self, sock, timeout=None, max_body=MAX_BODY):
         sock.settimeout(None)
+        self._fd = -1
+        if BSF_DIRECT_IO and isinstance(sock, socket.socket):
+            self._fd = sock.fileno()
         self.sock = sock
         self.timeout = timeout
         self.max_body = max_body
@@ -176,6 +334,58 @@ cdef class Core:
         if seconds != self._current:
             _set_timeout(self.sock, seconds)
             self._current = seconds
+        self._at_base = seconds == self.timeout
+
+    cdef int _io_error(self, int err) except -1:
+        """Raise for a failed send/recv; return 0 to retry after a signal."""
+        if err == BSF_EINTR:
+            PyErr_CheckSignals()          # raises KeyboardInterrupt on Ctrl-C
+            return 0
+        if err == BSF_EAGAIN or err == BSF_EWOULDBLOCK:
+            raise socket.timeout("timed out")
+        raise OSError(err, os.strerror(err))
+
+    cdef int _send(self, data) except -1:
+        """Send all of ``data``."""
+        cdef const char *p
+        cdef Py_ssize_t n, r
+        cdef int err = 0, fd = self._fd
+        if fd < 0:
+            self._sendall(data)
+            return 0
+        if type(data) is not bytes:
+            data = bytes(data)
+        p = PyBytes_AS_STRING(data)
+        n = PyBytes_GET_SIZE(data)
+        while n > 0:
+            with nogil:
+                r = bsf_send(fd, p, n)
+                if r < 0:
+                    err = bsf_errno()
+            if r < 0:
+                self._io_error(err)
+            else:
+                p += r
+                n -= r
+        return 0
+
+    cdef Py_ssize_t _recv(self) except -1:
+        """Read what is available (at least one byte, 0 at EOF) after ``_end``."""
+        cdef char *p
+        cdef Py_ssize_t room, r
+        cdef int err = 0, fd = self._fd
+        if fd < 0:
+            return self._recv_into(self._view[self._end:])
+        p = PyByteArray_AS_STRING(self._buf) + self._end
+        room = PyByteArray_GET_SIZE(self._buf) - self._end
+        while True:
+            with nogil:
+                r = bsf_recv(fd, p, room)
+                if r < 0:
+                    err = bsf_errno()
+            if r >= 0:
+                return r
+            self._io_error(err)
 
     cdef _deadline(self, extra):
         if extra is None or self.timeout is None:
@@ -214,13 +424,13 @@ cdef class Core:
         except OSError:
             pass
 
-    def request(self, data, extra=0.0):
+    def request(self, data, extra=_NO_EXTRA):
         """Send one command, read its reply as ``(status, value, body)``."""
         self._enter()
         try:
-            if extra != 0.0 or self._current != self.timeout:
+            if not self._at_base or extra is not _NO_EXTRA:
                 self._apply_timeout(self._deadline(extra))
-            self._sendall(data)
+            self._send(data)
             return self._read_reply()
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
@@ -270,7 +480,7 @@ cdef class Core:
                         sent += 1
                         pending = None
                     if out:
-                        self._sendall(b"".join(out))
+                        self._send(b"".join(out))
                         del out[:]
                 if done == sent:
                     if exhausted:
@@ -306,7 +516,7 @@ cdef class Core:
                 self._view.release()
                 PyByteArray_Resize(self._buf, size + min(size, need - have))
                 self._view = memoryview(self._buf)
-            n = self._recv_into(self._view[self._end:])
+            n = self._recv()
             if n == 0:
                 raise SocketError("connection closed by the server")
             self._end += n
@@ -331,12 +541,12 @@ cdef class Core:
                 raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
             self._fill(have + 1)
 
-    cdef bytes _read_body(self, object length):
+    cdef bytes _read_body(self, unsigned long long length):
         cdef Py_ssize_t n, end
         cdef const char *b
         if length > self.max_body:
             raise UnexpectedResponse("reply body of %d bytes exceeds %d" % (length, self.max_body))
-        n = length
+        n = <Py_ssize_t>length
         self._fill(n + 2)
         b = PyByteArray_AS_STRING(self._buf)
         end = self._pos + n
@@ -353,58 +563,70 @@ cdef class Core:
         return body
 
     cdef tuple _read_reply(self):
+        """One reply as ``(status, value, body)``; the line is parsed in place,
+        before a body read can move the buffer."""
         cdef Py_ssize_t cr = self._read_line()
-        cdef const char *b = PyByteArray_AS_STRING(self._buf)
-        cdef const char *line = b + self._pos
+        cdef const char *line = PyByteArray_AS_STRING(self._buf) + self._pos
         cdef Py_ssize_t llen = cr - self._pos
-        cdef Py_ssize_t sp = 0, a0, a1, nargs = 0
-        cdef bytes raw = PyBytes_FromStringAndSize(line, llen)
+        cdef Py_ssize_t sp = 0, start, pos
+        cdef int nargs = 0, shape
+        cdef unsigned long long nums[2]
         self._pos = cr + 2
         if self._pos == self._end:
-            self._pos = self._end = 0
+            self._pos = self._end = 0      # the line's bytes stay valid until the next read
         while sp < llen and line[sp] != b' ':
             sp += 1
-        entry = _SHAPES.get(raw[:sp])
+        entry = _SHAPES.get(PyBytes_FromStringAndSize(line, sp))
         if entry is None:
-            raise UnexpectedResponse("unknown reply %r" % (raw[:80],))
-        name, shape = <tuple>entry
-        args = raw[sp + 1:].split(b" ") if sp < llen else []
+            raise UnexpectedResponse("unknown reply %r" % (line[:min(llen, 80)],))
+        name = (<tuple>entry)[0]
+        shape = (<tuple>entry)[1]
         if shape == 0:
-            if args:
-                raise UnexpectedResponse("unexpected arguments in %r" % (raw,))
+            if sp < llen:
+                raise UnexpectedResponse("unexpected arguments in %r" % (line[:llen],))
             return (name, None, None)
         if shape == 5:
-            if len(args) != 1:
-                raise UnexpectedResponse("malformed reply %r" % (raw,))
-            return (name, check_name(args[0]).decode("ascii"), None)
-        nums = [_parse_int(a, raw) for a in args]
+            if sp == llen or memchr(line + sp + 1, b' ', llen - sp - 1) != NULL:
+                raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
+            return (name, check_name(line[sp + 1:llen]).decode("ascii"), None)
+        pos = sp
+        while pos < llen:                  # line[pos] is a space
+            start = pos + 1
+            pos = start
+            while pos < llen and line[pos] != b' ':
+                pos += 1
+            if nargs < 2:
+                nums[nargs] = _parse_uint(line + start, pos - start, line, llen)
+            else:
+                _parse_uint(line + start, pos - start, line, llen)
+            nargs += 1
         if shape == 1 or shape == 2:
-            if len(nums) == 1:
-                return (name, nums[0], None)
-            if shape == 2 and not nums:
+            if nargs == 1:
+                return (name, PyLong_FromUnsignedLongLong(nums[0]), None)
+            if shape == 2 and nargs == 0:
                 return (name, None, None)
         elif shape == 3:
-            if len(nums) == 2:
-                return (name, nums[0], self._read_body(nums[1]))
-        elif len(nums) == 1:
+            if nargs == 2:
+                value = PyLong_FromUnsignedLongLong(nums[0])
+                return (name, value, self._read_body(nums[1]))
+        elif nargs == 1:
             return (name, None, self._read_body(nums[0]))
-        raise UnexpectedResponse("malformed reply %r" % (raw,))
+        raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
 
 
-cdef object _parse_int(bytes arg, bytes line):
-    cdef const char *p = PyBytes_AS_STRING(arg)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(arg), i
-    cdef unsigned long long v = 0
+cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *line,
+                                    Py_ssize_t llen) except? ULLONG_MAX:
+    """A reply's decimal integer in 0..2**64-1, else UnexpectedResponse."""
+    cdef unsigned long long v = 0, d
+    cdef Py_ssize_t i
     if n == 0 or n > 20:
-        raise UnexpectedResponse("malformed integer in reply %r" % (line,))
+        raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
     for i in range(n):
         if p[i] < b'0' or p[i] > b'9':
-            raise UnexpectedResponse("malformed integer in reply %r" % (line,))
-    if n < 19:
-        for i in range(n):
-            v = v * 10 + <unsigned long long>(p[i] - 48)
-        return v
-    value = int(arg)
-    if value >= (1 << 64):
-        raise UnexpectedResponse("integer out of range in reply %r" % (line,))
-    return value
+            raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
+    for i in range(n):
+        d = <unsigned long long>(p[i] - 48)
+        if v > (ULLONG_MAX - d) // 10:
+            raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
+        v = v * 10 + d
+    return v
