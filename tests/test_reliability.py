@@ -250,3 +250,38 @@ def test_auto_reconnect_in_forked_child(make_conn, own_server):
     assert tube == b"forked"
     assert c.peek(int(jid)).body == "from child"
     assert c.put("from parent") > int(jid)
+
+
+def test_blocked_reserve_releases_the_gil(conn, conn_factory, tube):
+    # Another thread must be able to run Python code (and put the job the
+    # reserve is waiting for) while this thread is blocked in the core.
+    entering = threading.Event()
+
+    def producer():
+        entering.wait()
+        time.sleep(0.2)
+        sum(range(100000))                    # needs the GIL
+        conn_factory(tube).put("woke you")
+
+    t = threading.Thread(target=producer)
+    t.start()
+    entering.set()
+    job = conn.reserve(timeout=30)
+    t.join()
+    assert job is not None and job.body == "woke you"
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+def test_ctrl_c_interrupts_a_blocked_reserve(conn):
+    main = threading.get_ident()
+    timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            conn.reserve()                    # no timeout: only the signal ends it
+    finally:
+        timer.cancel()
+    with pytest.raises(beanstalkc_fast.ConnectionBroken, match="interrupted"):
+        conn.reserve(timeout=0)
+    conn.reconnect()
+    assert conn.reserve(timeout=0) is None
