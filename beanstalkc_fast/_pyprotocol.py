@@ -16,6 +16,7 @@ from .errors import ConcurrentUseError, ConnectionBroken, SocketError, Unexpecte
 MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
 MAX_BODY = 1 << 30            # beanstalkd's own ceiling for -z
 MAX_UINT32 = (1 << 32) - 1
+MAX_UINT64 = (1 << 64) - 1
 READ_CHUNK = 1 << 16
 WRITE_CHUNK = 1 << 18
 NAME_CHARS = frozenset(
@@ -75,6 +76,11 @@ def encode_body(body: Any, encoding: Optional[str]) -> bytes:
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body)
     raise TypeError("job body must be str or bytes, not %s" % type(body).__name__)
+
+
+def encode_id(verb: bytes, jid: Any) -> bytes:
+    """``verb`` (with its trailing space) and a job id, as one command line."""
+    return b"%s%d\r\n" % (verb, check_uint("job id", jid, MAX_UINT64))
 
 
 def encode_put(body: Any, priority: Any, delay: Any, ttr: Any,

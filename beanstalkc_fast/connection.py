@@ -24,6 +24,7 @@ DEFAULT_TUBE_NAME = "default"
 check_uint = _core.check_uint
 check_name = _core.check_name
 encode_put = _core.encode_put
+encode_id = _core.encode_id
 parse_yaml = _core.parse_yaml
 
 _SERVER_STR_KEYS = frozenset(("id",))
@@ -240,8 +241,7 @@ class Connection:
 
     def reserve_job(self, jid: int) -> Job:
         """Reserve the job ``jid`` (beanstalkd >= 1.12)."""
-        status, value, body = self._request(
-            b"reserve-job %d\r\n" % check_uint("jid", jid, 2 ** 64 - 1))
+        status, value, body = self._request(encode_id(b"reserve-job ", jid))
         if status == "RESERVED":
             return Job(self, value, body, True, self.encoding)
         raise _fail("reserve-job", status, value)
@@ -254,7 +254,9 @@ class Connection:
 
     def delete(self, jid: int) -> None:
         """Delete a job."""
-        self._expect("delete", b"delete %d\r\n" % _jid(jid), "DELETED")
+        status, value, _ = self._request(encode_id(b"delete ", jid))
+        if status != "DELETED":
+            raise _fail("delete", status, value)
 
     def release(self, jid: int, priority: int = DEFAULT_PRIORITY, delay: int = 0) -> None:
         """Release a reserved job back to ready (or delayed)."""
@@ -270,7 +272,7 @@ class Connection:
 
     def touch(self, jid: int) -> None:
         """Ask for more time to work on a reserved job."""
-        self._expect("touch", b"touch %d\r\n" % _jid(jid), "TOUCHED")
+        self._expect("touch", encode_id(b"touch ", jid), "TOUCHED")
 
     def kick(self, bound: int = 1) -> int:
         """Kick at most ``bound`` buried (else delayed) jobs; how many were kicked."""
@@ -278,7 +280,7 @@ class Connection:
 
     def kick_job(self, jid: int) -> None:
         """Kick one buried or delayed job."""
-        self._expect("kick-job", b"kick-job %d\r\n" % _jid(jid), "KICKED")
+        self._expect("kick-job", encode_id(b"kick-job ", jid), "KICKED")
 
     # -- peek ----------------------------------------------------------------------
     def _peek(self, command: str, data: bytes) -> Optional[Job]:
@@ -291,7 +293,7 @@ class Connection:
 
     def peek(self, jid: int) -> Optional[Job]:
         """The job ``jid``, unreserved, or None."""
-        return self._peek("peek", b"peek %d\r\n" % _jid(jid))
+        return self._peek("peek", encode_id(b"peek ", jid))
 
     def peek_ready(self) -> Optional[Job]:
         """The next ready job of the used tube, or None."""
@@ -363,10 +365,10 @@ class Connection:
 
     def stats_job(self, jid: int) -> Any:
         """Statistics of job ``jid``."""
-        return self._yaml_result("stats-job", b"stats-job %d\r\n" % _jid(jid), _NO_KEYS)
+        return self._yaml_result("stats-job", encode_id(b"stats-job ", jid), _NO_KEYS)
 
     def _stats_job_dict(self, jid: int) -> dict:
-        status, value, body = self._request(b"stats-job %d\r\n" % _jid(jid))
+        status, value, body = self._request(encode_id(b"stats-job ", jid))
         if status != "OK":
             raise _fail("stats-job", status, value)
         return parse_yaml(body, _NO_KEYS)

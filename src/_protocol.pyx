@@ -103,6 +103,24 @@ cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
     return out
 
 
+def encode_id(bytes verb, jid):
+    """``verb`` (with its trailing space) and a job id, as one command line."""
+    cdef int overflow = 0
+    cdef long long v = -1
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(verb)
+    cdef char line[64]
+    cdef char *e
+    if type(jid) is int:
+        v = PyLong_AsLongLongAndOverflow(jid, &overflow)
+    if v < 0 or overflow != 0 or n > 40:
+        return _pyprotocol.encode_id(verb, jid)
+    memcpy(line, PyBytes_AS_STRING(verb), n)
+    e = _put_digits(line + n, <unsigned long long>v)
+    e[0] = b'\r'
+    e[1] = b'\n'
+    return PyBytes_FromStringAndSize(line, e + 2 - line)
+
+
 def encode_put(body, priority, delay, ttr, encoding):
     """The complete ``put`` command, header and body, in one buffer."""
     cdef bytes data = body if type(body) is bytes else encode_body(body, encoding)

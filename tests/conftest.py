@@ -86,7 +86,7 @@ def both_cores():
 
 def patch_core(monkeypatch, core_module):
     monkeypatch.setattr(connection_module, "_core", core_module)
-    for name in ("check_uint", "check_name", "encode_put", "parse_yaml"):
+    for name in ("check_uint", "check_name", "encode_put", "encode_id", "parse_yaml"):
         monkeypatch.setattr(connection_module, name, getattr(core_module, name))
 
 

@@ -26,7 +26,7 @@ def test_required_extension_is_used():
 
 def test_core_fixture_matches_module(core):
     assert hasattr(core, "Core")
-    for name in ("check_uint", "check_name", "encode_put", "parse_yaml"):
+    for name in ("check_uint", "check_name", "encode_put", "encode_id", "parse_yaml"):
         assert callable(getattr(core, name))
 
 

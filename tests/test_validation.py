@@ -195,3 +195,37 @@ def test_encode_put_direct(core):
     assert core.encode_put("\u00e9", 0, 0, 0, "utf-8") == b"put 0 0 0 2\r\n\xc3\xa9\r\n"
     with pytest.raises(TypeError):
         core.encode_put("x", 1, 2, 3, None)
+
+
+# -- the two cores encode commands identically -------------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+ANY_INT = st.one_of(st.integers(min_value=-2, max_value=2 ** 65),
+                    st.sampled_from([0, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 63 - 1, 2 ** 63,
+                                     2 ** 64 - 1, 2 ** 64, True, 1.0, "1", None]))
+BODIES = st.one_of(st.binary(max_size=64), st.text(max_size=32),
+                   st.binary(max_size=16).map(bytearray), st.binary(max_size=16).map(memoryview),
+                   st.sampled_from([None, 1, ["x"]]))
+
+
+def _outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001
+        return ("err", type(exc), str(exc))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, priority=ANY_INT, delay=ANY_INT, ttr=ANY_INT,
+       encoding=st.sampled_from(["utf-8", None, "latin-1"]))
+def test_cores_encode_put_alike(both_cores, body, priority, delay, ttr, encoding):
+    py, cy = both_cores
+    assert (_outcome(py.encode_put, body, priority, delay, ttr, encoding)
+            == _outcome(cy.encode_put, body, priority, delay, ttr, encoding))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(verb=st.sampled_from([b"delete ", b"peek ", b"stats-job ", b"reserve-job "]), jid=ANY_INT)
+def test_cores_encode_id_alike(both_cores, verb, jid):
+    py, cy = both_cores
+    assert _outcome(py.encode_id, verb, jid) == _outcome(cy.encode_id, verb, jid)
