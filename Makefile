@@ -2,7 +2,7 @@ PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install -q
 TEST_DEPS = pytest PyYAML hypothesis
 
-.PHONY: build test bench dist-check deps build-deps test-deps beanstalkd clean
+.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean
 
 build: build-deps
 	BEANSTALKC_FAST_REQUIRE_EXTENSION=1 $(PYTHON) setup.py -q build_ext --inplace
@@ -30,6 +30,10 @@ bench: build beanstalkd
 
 dist-check:
 	PYTHON=$(PYTHON) bash scripts/dist-check.sh
+
+# Wheel build + tests on every supported pyenv CPython (MULTI_PYTHON_ARGS=--server-free etc.)
+multi-python:
+	bash scripts/multi-python.sh $(MULTI_PYTHON_ARGS)
 
 clean:
 	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html \
