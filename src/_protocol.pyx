@@ -30,6 +30,7 @@ cdef extern from *:
     #ifdef _WIN32
     #define BSF_DIRECT_IO 0
     static Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) { return -1; }
+    static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) { return -1; }
     static int bsf_errno(void) { return 0; }
     #define BSF_EINTR (-1)
@@ -49,6 +50,10 @@ cdef extern from *:
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) {
         return (Py_ssize_t)recv(fd, b, (size_t)n, 0);
     }
+    /* never blocks: worth trying before giving up the GIL */
+    static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) {
+        return (Py_ssize_t)send(fd, b, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     static int bsf_errno(void) { return errno; }
     #define BSF_EINTR EINTR
     #define BSF_EAGAIN EAGAIN
@@ -57,6 +62,7 @@ cdef extern from *:
     """
     int BSF_DIRECT_IO, BSF_EINTR, BSF_EAGAIN, BSF_EWOULDBLOCK
     Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) nogil
+    Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) nogil
     int bsf_errno() nogil
 
@@ -375,6 +381,14 @@ cdef class Core:
             data = bytes(data)
         p = PyBytes_AS_STRING(data)
         n = PyBytes_GET_SIZE(data)
+        r = bsf_send_now(fd, p, n)          # usually all of it, with no GIL round trip
+        if r > 0:
+            p += r
+            n -= r
+        elif r < 0:
+            err = bsf_errno()
+            if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK:
+                self._io_error(err)
         while n > 0:
             with nogil:
                 r = bsf_send(fd, p, n)
