@@ -138,6 +138,14 @@ class Connection:
                     sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
                 except OSError:
                     pass
+        # Keepalive probes only an idle connection: also bound how long sent
+        # data may stay unacknowledged (a command sent to a vanished host).
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                                int((idle + interval * count) * 1000))
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Send ``quit`` and close; never raises on a dead socket."""

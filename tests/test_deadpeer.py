@@ -265,13 +265,10 @@ def test_reserve_without_timeout_ends_by_keepalive(peer, make_conn):
     assert_broken(c)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keepalive never runs while sent data is unacknowledged: a reserve() sent to "
-    "an already vanished host waits for TCP's retransmission give-up (tcp_retries2, "
-    "~15 min), not idle + interval * count; TCP_USER_TIMEOUT would bound it"))
 def test_reserve_without_timeout_sent_to_vanished_host(peer, make_conn):
     # The consumer's next reserve() goes out after the host vanished: the
-    # command is never ACKed, so the socket is never idle.
+    # command is never ACKed, so the socket is never idle and keepalive never
+    # probes; TCP_USER_TIMEOUT (idle + interval * count) is what ends it.
     tube = unique_tube()
     c = keepalive_conn(peer, make_conn, tube)
     peer.vanish()
