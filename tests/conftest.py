@@ -220,3 +220,14 @@ def fake_server():
     yield start
     for srv in servers:
         srv.close()
+
+
+SERVER_FIXTURES = {"server", "own_server", "binlog_server", "netns_server"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that needs a real beanstalkd ``server``, so that
+    ``-m "not server"`` runs exactly the server-free part (wheel tests)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
