@@ -222,7 +222,8 @@ def fake_server():
         srv.close()
 
 
-SERVER_FIXTURES = {"server", "own_server", "binlog_server", "netns_server"}
+SERVER_FIXTURES = {"server", "own_server", "binlog_server", "netns_server", "ipv6_server",
+                   "unix_server"}
 
 
 def pytest_collection_modifyitems(items):

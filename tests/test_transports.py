@@ -1,0 +1,123 @@
+"""Other transports: IPv6 hosts and unix domain sockets, each against a
+beanstalkd of the test's own (both cores)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import beanstalkc_fast
+from conftest import free_port
+
+
+def _ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Beanstalkd:
+    """beanstalkd listening on ``listen`` (an address or ``unix:PATH``)."""
+
+    def __init__(self, listen, port=None):
+        exe = shutil.which("beanstalkd")
+        if exe is None:
+            pytest.skip("beanstalkd not on PATH")
+        args = [exe, "-l", listen] + (["-p", str(port)] if port else [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait(self, connect):
+        for _ in range(200):
+            try:
+                connect().close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    pytest.skip("beanstalkd refused the address: %s"
+                                % self.proc.stderr.read().decode(errors="replace").strip())
+                time.sleep(0.025)
+        raise RuntimeError("beanstalkd did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait()
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def ipv6_server():
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    port = free_port()
+    srv = Beanstalkd("::1", port)
+    srv.wait(lambda: socket.create_connection(("::1", port), 0.5))
+    srv.port = port
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def unix_server():
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("no unix domain sockets")
+    folder = tempfile.mkdtemp(prefix="bsf-")
+    path = os.path.join(folder, "beanstalkd.sock")
+
+    def connect():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    srv = Beanstalkd("unix:" + path)
+    srv.wait(connect)
+    srv.path = path
+    yield srv
+    srv.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def roundtrip(c):
+    c.use("transport")
+    c.watch("transport")
+    jid = c.put(b"\x00body\r\n" * 3)
+    ids = c.put_many(["a", "b"])
+    job = c.reserve(timeout=1)
+    assert (job.jid, job.body) == (jid, "\x00body\r\n" * 3)
+    job.delete()
+    assert [j.body for j in c.reserve_many(5, timeout=1)] == ["a", "b"]
+    assert c.delete_many(ids) == [None, None]
+    assert c.stats()["current-connections"] >= 1
+
+
+def test_ipv6_host(make_conn, ipv6_server):
+    c = make_conn(ipv6_server.port, host="::1")
+    assert c._core.sock.family == socket.AF_INET6
+    roundtrip(c)
+    c.reconnect()
+    assert c.using() == "transport"
+
+
+def test_unix_socket(make_conn, unix_server):
+    c = make_conn(0, unix_socket=unix_server.path)
+    assert c._core.sock.family == socket.AF_UNIX
+    roundtrip(c)
+    c.reconnect()
+    assert c.using() == "transport"
+    assert c.watching() == ["default", "transport"]
+
+
+def test_unix_socket_missing_path_is_a_socket_error(make_conn, tmp_path):
+    with pytest.raises(beanstalkc_fast.SocketError):
+        make_conn(0, unix_socket=str(tmp_path / "nothing-here.sock"))
