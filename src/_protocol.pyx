@@ -259,64 +259,139 @@ cdef inline bint _all_ascii(const char *p, Py_ssize_t n) noexcept:
     return True
 
 
-def parse_yaml(bytes body, frozenset str_keys=frozenset()):
-    """The typed value of a stats or list reply: a dict or a list of str
-    (see ``_pyprotocol.parse_yaml`` for the typing rules)."""
-    cdef const char *p = PyBytes_AS_STRING(body)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
-    cdef Py_ssize_t pos = 0, eol, colon, vstart, vlen
+cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
+                   Py_ssize_t llen, frozenset str_keys):
+    """The typed value of one ``key: value`` line (rules of the twin's _scalar);
+    ``as_str``: the key's values stay str."""
+    cdef const char *v = line + vstart
+    cdef Py_ssize_t vlen = llen - vstart
+    if vlen >= 2 and v[0] == b'"' and line[llen - 1] == b'"':
+        return line[vstart + 1:llen - 1].decode("ascii")
+    if as_str:
+        return line[vstart:llen].decode("ascii")
+    if _is_int(v, vlen):
+        return _to_ll(v, vlen)
+    if vlen == 4 and memcmp(v, b"true", 4) == 0:
+        return True
+    if vlen == 5 and memcmp(v, b"false", 5) == 0:
+        return False
+    if _is_float(v, vlen):
+        return float(line[vstart:llen])
+    return _pyprotocol._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
+
+
+cdef class _Layout:
+    """The keys of a reply seen before, in order, and a dict holding them:
+    a reply with the same keys is parsed into a copy, without inserting."""
+    cdef tuple keys, raws, fixed
+    cdef dict template
+    cdef object flags_for          # the str_keys that ``as_str`` was computed for
+    cdef bytes as_str              # per key: its values stay str
+
+    cdef bytes flags(self, frozenset str_keys):
+        if str_keys is not self.flags_for:
+            self.as_str = bytes([f or (k in str_keys) for k, f in zip(self.keys, self.fixed)])
+            self.flags_for = str_keys
+        return self.as_str
+
+
+cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
+
+
+cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize_t n,
+                         frozenset str_keys):
+    """The dict of a reply whose keys are exactly ``layout``'s, else None."""
+    cdef dict result = layout.template.copy()
+    cdef Py_ssize_t i = 0, count = len(layout.keys), eol, llen, klen
+    cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
     cdef const char *nl
     cdef const char *line
-    cdef const char *v
-    cdef Py_ssize_t llen
-    cdef dict result
-    cdef list items
-    cdef str key
-    cdef bint is_list, fixed_str = False, extra_keys = len(str_keys) > 0
-    if not _all_ascii(p, n):                      # take the exact, slower path
-        return _pyprotocol.parse_yaml(body, str_keys)
-    if n >= 4 and memcmp(p, b"---\n", 4) == 0:
-        pos = 4
-    is_list = n - pos >= 2 and p[pos] == b'-' and p[pos + 1] == b' '
-    result = {}
-    items = []
+    cdef bytes raw
     while pos < n:
         nl = <const char *>memchr(p + pos, b'\n', n - pos)
         eol = (nl - p) if nl != NULL else n
         line = p + pos
         llen = eol - pos
         pos = eol + 1
-        if is_list:
-            if llen >= 2 and line[0] == b'-' and line[1] == b' ':
-                items.append(line[2:llen].decode("ascii"))
-            continue
+        if i >= count:
+            return None
+        raw = <bytes>layout.raws[i]
+        klen = PyBytes_GET_SIZE(raw)
+        if llen < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
+                or memcmp(line, PyBytes_AS_STRING(raw), klen) != 0:
+            return None
+        key = <str>layout.keys[i]
+        result[key] = _value(key, as_str[i], line, klen + 2, llen, str_keys)
+        i += 1
+    return result if i == count else None
+
+
+def parse_yaml(bytes body, frozenset str_keys=frozenset()):
+    """The typed value of a stats or list reply: a dict or a list of str
+    (see ``_pyprotocol.parse_yaml`` for the typing rules)."""
+    cdef const char *p = PyBytes_AS_STRING(body)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef Py_ssize_t pos = 0, start, eol, colon
+    cdef const char *nl
+    cdef const char *line
+    cdef Py_ssize_t llen
+    cdef dict result
+    cdef list items, keys = [], raws = [], fixed = []
+    cdef str key
+    cdef bint is_list, fixed_str = False, plain = True
+    cdef _Layout layout
+    if not _all_ascii(p, n):                      # take the exact, slower path
+        return _pyprotocol.parse_yaml(body, str_keys)
+    if n >= 4 and memcmp(p, b"---\n", 4) == 0:
+        pos = 4
+    is_list = n - pos >= 2 and p[pos] == b'-' and p[pos + 1] == b' '
+    if is_list:
+        items = []
+        while pos < n:
+            nl = <const char *>memchr(p + pos, b'\n', n - pos)
+            eol = (nl - p) if nl != NULL else n
+            if eol - pos >= 2 and p[pos] == b'-' and p[pos + 1] == b' ':
+                items.append(p[pos + 2:eol].decode("ascii"))
+            pos = eol + 1
+        return items
+    start = pos
+    nl = <const char *>memchr(p + pos, b':', n - pos)
+    if nl != NULL:
+        layout = _LAYOUTS.get(_key(p + pos, nl - p - pos, &fixed_str))
+        if layout is not None:
+            result = _parse_known(layout, p, pos, n, str_keys)
+            if result is not None:
+                return result
+    result = {}
+    while pos < n:
+        nl = <const char *>memchr(p + pos, b'\n', n - pos)
+        eol = (nl - p) if nl != NULL else n
+        line = p + pos
+        llen = eol - pos
+        pos = eol + 1
         nl = <const char *>memchr(line, b':', llen)
         while nl != NULL and nl + 1 < line + llen and nl[1] != b' ':
             nl = <const char *>memchr(nl + 1, b':', line + llen - nl - 1)
         if nl == NULL or nl + 1 >= line + llen:
+            plain = False
             if llen >= 1 and line[llen - 1] == b':':
                 result[_key(line, llen - 1, &fixed_str)] = None
             continue
         colon = nl - line
         key = _key(line, colon, &fixed_str)
-        vstart = colon + 2
-        vlen = llen - vstart
-        v = line + vstart
-        if vlen >= 2 and v[0] == b'"' and line[llen - 1] == b'"':
-            result[key] = line[vstart + 1:llen - 1].decode("ascii")
-        elif fixed_str or (extra_keys and key in str_keys):
-            result[key] = line[vstart:llen].decode("ascii")
-        elif _is_int(v, vlen):
-            result[key] = _to_ll(v, vlen)
-        elif vlen == 4 and memcmp(v, b"true", 4) == 0:
-            result[key] = True
-        elif vlen == 5 and memcmp(v, b"false", 5) == 0:
-            result[key] = False
-        elif _is_float(v, vlen):
-            result[key] = float(line[vstart:llen])
-        else:
-            result[key] = _pyprotocol._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
-    return items if is_list else result
+        result[key] = _value(key, fixed_str or (str_keys and key in str_keys), line, colon + 2,
+                             llen, str_keys)
+        keys.append(key)
+        raws.append(line[:colon])
+        fixed.append(fixed_str)
+    if plain and len(keys) >= 4 and len(keys) == len(result):
+        if len(_LAYOUTS) >= 32:                   # bounded, whatever a server sends
+            _LAYOUTS.clear()
+        layout = _Layout()
+        layout.keys, layout.raws, layout.fixed = tuple(keys), tuple(raws), tuple(fixed)
+        layout.template = dict.fromkeys(keys)
+        _LAYOUTS[keys[0]] = layout
+    return result
 
 
 cdef class Core:

@@ -281,3 +281,42 @@ def test_cores_agree_on_replies(both_cores, data, cuts, mode):
 def test_core_known_replies(core, reply, expected):
     for cuts in ([], list(range(len(reply)))):
         assert _run_core(core, reply, cuts, "request") == ("ok", expected)
+
+
+# The Cython parser remembers the key layout of replies it has seen and parses a
+# reply with the same keys into a copy; every near miss must still come out right.
+LAYOUT_KEYS = st.lists(st.text("abcdefgh-:_ ", min_size=0, max_size=6), min_size=4, max_size=8)
+LAYOUT_VALUES = st.sampled_from(["1", "-7", "0.5", "true", "false", "x y", '"q"', "", "#c", "yes",
+                                 "99999999999999999999", "a: b"])
+
+
+def _body(pairs):
+    return ("---\n" + "".join("%s: %s\n" % kv for kv in pairs)).encode("ascii")
+
+
+@FAST
+@given(keys=LAYOUT_KEYS, values=st.lists(LAYOUT_VALUES, min_size=8, max_size=8),
+       data=st.data(), str_keys=KEYSETS)
+def test_parse_yaml_layout_reuse_agrees(both_cores, keys, values, data, str_keys):
+    py, cy = both_cores
+    pairs = list(zip(keys, values))
+    variants = [pairs, [(k, values[-1 - i]) for i, (k, _) in enumerate(pairs)],
+                pairs[:-1], pairs + [("extra", "3")], pairs[1:] + pairs[:1],
+                [(k + "x" if i == 2 else k, v) for i, (k, v) in enumerate(pairs)],
+                pairs[:2] + [(pairs[2][0] + ":", "")] + pairs[3:]]
+    variants += [data.draw(st.permutations(pairs))]
+    for variant in variants * 2:
+        body = _body(variant)
+        a = _outcome(py.parse_yaml, body, str_keys)
+        b = _outcome(cy.parse_yaml, body, str_keys)
+        assert _typed(a[1]) == _typed(b[1]) if a[0] == b[0] == "ok" else a == b, body
+
+
+def test_parse_yaml_layout_reuse_on_real_replies(both_cores, conn):
+    py, cy = both_cores
+    jid = conn.put("x")
+    for command, keys in ((b"stats\r\n", frozenset(("id",))), (b"stats-job %d\r\n" % jid, frozenset()),
+                          (b"stats-tube default\r\n", frozenset())) * 3:
+        status, _, body = conn._core.request(command)
+        assert status == "OK"
+        assert _typed(py.parse_yaml(body, keys)) == _typed(cy.parse_yaml(body, keys))
