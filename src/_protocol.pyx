@@ -285,13 +285,13 @@ cdef class _Layout:
     a reply with the same keys is parsed into a copy, without inserting."""
     cdef tuple keys, raws, fixed
     cdef dict template
-    cdef object flags_for          # the str_keys that ``as_str`` was computed for
+    cdef set flags_for             # a copy of the str_keys ``as_str`` was computed for
     cdef bytes as_str              # per key: its values stay str
 
     cdef bytes flags(self, frozenset str_keys):
-        if str_keys is not self.flags_for:
+        if self.flags_for is None or self.flags_for != str_keys:
             self.as_str = bytes([f or (k in str_keys) for k, f in zip(self.keys, self.fixed)])
-            self.flags_for = str_keys
+            self.flags_for = set(str_keys)
         return self.as_str
 
 
