@@ -70,8 +70,31 @@ cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
 
-# status word -> (interned str, shape); shapes as in _pyprotocol._SHAPES
-cdef dict _SHAPES = {s.encode("ascii"): (s, shape) for s, shape in _pyprotocol._SHAPES.items()}
+# Reply status words, the frequent first, matched by length and memcmp (no
+# allocation); entry i is (interned str, shape) with shapes as in _pyprotocol._SHAPES.
+cdef enum:
+    MAX_STATUS = 32
+_FREQUENT = ["INSERTED", "RESERVED", "DELETED", "OK", "FOUND", "TIMED_OUT", "NOT_FOUND",
+             "USING", "WATCHING", "RELEASED", "BURIED", "TOUCHED", "KICKED"]
+cdef list _STATUS_BYTES = [w.encode("ascii") for w in
+                           _FREQUENT + sorted(set(_pyprotocol._SHAPES) - set(_FREQUENT))]
+cdef list _STATUS_ENTRIES = [(w.decode("ascii"), _pyprotocol._SHAPES[w.decode("ascii")])
+                             for w in _STATUS_BYTES]
+cdef const char *_status_words[MAX_STATUS]
+cdef Py_ssize_t _status_lens[MAX_STATUS]
+cdef Py_ssize_t _n_status = len(_STATUS_BYTES)
+assert _n_status <= MAX_STATUS
+for _i, _w in enumerate(_STATUS_BYTES):
+    _status_words[_i] = PyBytes_AS_STRING(_w)
+    _status_lens[_i] = PyBytes_GET_SIZE(_w)
+
+
+cdef inline Py_ssize_t _status_index(const char *word, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i
+    for i in range(_n_status):
+        if _status_lens[i] == n and memcmp(_status_words[i], word, n) == 0:
+            return i
+    return -1
 
 
 def check_uint(str name, value, maximum=MAX_UINT32):
@@ -675,19 +698,21 @@ cdef class Core:
         cdef Py_ssize_t cr = self._read_line()
         cdef const char *line = PyByteArray_AS_STRING(self._buf) + self._pos
         cdef Py_ssize_t llen = cr - self._pos
-        cdef Py_ssize_t sp = 0, start, pos
+        cdef Py_ssize_t sp = 0, start, pos, i
         cdef int nargs = 0, shape
+        cdef tuple entry
         cdef unsigned long long nums[2]
         self._pos = cr + 2
         if self._pos == self._end:
             self._pos = self._end = 0      # the line's bytes stay valid until the next read
         while sp < llen and line[sp] != b' ':
             sp += 1
-        entry = _SHAPES.get(PyBytes_FromStringAndSize(line, sp))
-        if entry is None:
+        i = _status_index(line, sp)
+        if i < 0:
             raise UnexpectedResponse("unknown reply %r" % (line[:min(llen, 80)],))
-        name = (<tuple>entry)[0]
-        shape = (<tuple>entry)[1]
+        entry = <tuple>_STATUS_ENTRIES[i]
+        name = entry[0]
+        shape = entry[1]
         if shape == 0:
             if sp < llen:
                 raise UnexpectedResponse("unexpected arguments in %r" % (line[:llen],))
