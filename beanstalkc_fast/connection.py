@@ -238,7 +238,7 @@ class Connection:
         else:
             timeout = check_uint("timeout", timeout)
             status, value, body = self._request(
-                b"reserve-with-timeout %d\r\n" % timeout, timeout)
+                encode_id(b"reserve-with-timeout ", timeout), timeout)
         if status == "RESERVED":
             return Job(self, value, body, True, self.encoding)
         if status == "TIMED_OUT":
