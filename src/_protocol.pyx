@@ -104,15 +104,15 @@ def check_uint(str name, value, maximum=MAX_UINT32):
     return _pyprotocol.check_uint(name, value, maximum)
 
 
-cdef unsigned long long _uint32(str name, value) except? ULLONG_MAX:
-    """``value`` checked as a protocol integer in 0..2**32-1."""
+cdef unsigned long long _uint(str name, value, unsigned long long maximum) except? ULLONG_MAX:
+    """``value`` checked as a protocol integer in 0..maximum (errors: the twin's)."""
     cdef int overflow = 0
     cdef long long v
     if type(value) is int:
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow == 0 and 0 <= v <= 0xFFFFFFFF:
+        if overflow == 0 and 0 <= v and <unsigned long long>v <= maximum:
             return <unsigned long long>v
-    return _pyprotocol.check_uint(name, value, MAX_UINT32)
+    return _pyprotocol.check_uint(name, value, maximum)
 
 
 cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
@@ -134,17 +134,14 @@ cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
 
 def encode_id(bytes verb, jid):
     """``verb`` (with its trailing space) and a job id, as one command line."""
-    cdef int overflow = 0
-    cdef long long v = -1
+    cdef unsigned long long v = _uint("job id", jid, ULLONG_MAX)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(verb)
     cdef char line[64]
     cdef char *e
-    if type(jid) is int:
-        v = PyLong_AsLongLongAndOverflow(jid, &overflow)
-    if v < 0 or overflow != 0 or n > 40:
+    if n > 40:
         return _pyprotocol.encode_id(verb, jid)
     memcpy(line, PyBytes_AS_STRING(verb), n)
-    e = _put_digits(line + n, <unsigned long long>v)
+    e = _put_digits(line + n, v)
     e[0] = b'\r'
     e[1] = b'\n'
     return PyBytes_FromStringAndSize(line, e + 2 - line)
@@ -153,9 +150,9 @@ def encode_id(bytes verb, jid):
 def encode_put(body, priority, delay, ttr, encoding):
     """The complete ``put`` command, header and body, in one buffer."""
     cdef bytes data = body if type(body) is bytes else encode_body(body, encoding)
-    cdef unsigned long long p = _uint32("priority", priority)
-    cdef unsigned long long d = _uint32("delay", delay)
-    cdef unsigned long long t = _uint32("ttr", ttr)
+    cdef unsigned long long p = _uint("priority", priority, 0xFFFFFFFFULL)
+    cdef unsigned long long d = _uint("delay", delay, 0xFFFFFFFFULL)
+    cdef unsigned long long t = _uint("ttr", ttr, 0xFFFFFFFFULL)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef char head[96]
     cdef char *e = head
@@ -267,6 +264,12 @@ cdef str _key(const char *p, Py_ssize_t n, bint *fixed_str):
     return name
 
 
+cdef inline Py_ssize_t _line_end(const char *p, Py_ssize_t pos, Py_ssize_t n) noexcept:
+    """Offset of the newline ending the line at ``pos`` (``n`` for the last line)."""
+    cdef const char *nl = <const char *>memchr(p + pos, b'\n', n - pos)
+    return (nl - p) if nl != NULL else n
+
+
 cdef inline bint _all_ascii(const char *p, Py_ssize_t n) noexcept:
     cdef Py_ssize_t i = 0
     cdef uint64_t w
@@ -327,12 +330,10 @@ cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize
     cdef dict result = layout.template.copy()
     cdef Py_ssize_t i = 0, count = len(layout.keys), eol, llen, klen
     cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
-    cdef const char *nl
     cdef const char *line
     cdef bytes raw
     while pos < n:
-        nl = <const char *>memchr(p + pos, b'\n', n - pos)
-        eol = (nl - p) if nl != NULL else n
+        eol = _line_end(p, pos, n)
         line = p + pos
         llen = eol - pos
         pos = eol + 1
@@ -354,7 +355,7 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     (see ``_pyprotocol.parse_yaml`` for the typing rules)."""
     cdef const char *p = PyBytes_AS_STRING(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
-    cdef Py_ssize_t pos = 0, start, eol, colon
+    cdef Py_ssize_t pos = 0, eol, colon
     cdef const char *nl
     cdef const char *line
     cdef Py_ssize_t llen
@@ -371,13 +372,11 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     if is_list:
         items = []
         while pos < n:
-            nl = <const char *>memchr(p + pos, b'\n', n - pos)
-            eol = (nl - p) if nl != NULL else n
+            eol = _line_end(p, pos, n)
             if eol - pos >= 2 and p[pos] == b'-' and p[pos + 1] == b' ':
                 items.append(p[pos + 2:eol].decode("ascii"))
             pos = eol + 1
         return items
-    start = pos
     nl = <const char *>memchr(p + pos, b':', n - pos)
     if nl != NULL:
         layout = _LAYOUTS.get(_key(p + pos, nl - p - pos, &fixed_str))
@@ -387,8 +386,7 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
                 return result
     result = {}
     while pos < n:
-        nl = <const char *>memchr(p + pos, b'\n', n - pos)
-        eol = (nl - p) if nl != NULL else n
+        eol = _line_end(p, pos, n)
         line = p + pos
         llen = eol - pos
         pos = eol + 1
