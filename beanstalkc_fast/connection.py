@@ -451,7 +451,7 @@ class Connection:
     def _by_id(self, verb: bytes, jobs: Iterable[JobOrId], ok: str, tail: bytes,
                raise_errors: bool) -> List[Any]:
         jobs = list(jobs)
-        ids = [_jid(j.jid if isinstance(j, Job) else j) for j in jobs]
+        ids = [_jid(_id_of(j)) for j in jobs]
         commands = [b"%s %d%s\r\n" % (verb, jid, tail) for jid in ids]
         command = verb.decode()
 
@@ -531,7 +531,7 @@ class Pipeline:
                          "put", "INSERTED", True)
 
     def delete(self, jid: JobOrId) -> "Pipeline":
-        return self._add(b"delete %d\r\n" % _jid(_id_of(jid)), "delete", "DELETED")
+        return self._add(encode_id(b"delete ", _id_of(jid)), "delete", "DELETED")
 
     def release(self, jid: JobOrId, priority: int = DEFAULT_PRIORITY, delay: int = 0) -> "Pipeline":
         return self._add(b"release %d %d %d\r\n" % (
@@ -543,10 +543,10 @@ class Pipeline:
                          "bury", "BURIED")
 
     def touch(self, jid: JobOrId) -> "Pipeline":
-        return self._add(b"touch %d\r\n" % _jid(_id_of(jid)), "touch", "TOUCHED")
+        return self._add(encode_id(b"touch ", _id_of(jid)), "touch", "TOUCHED")
 
     def kick_job(self, jid: JobOrId) -> "Pipeline":
-        return self._add(b"kick-job %d\r\n" % _jid(_id_of(jid)), "kick-job", "KICKED")
+        return self._add(encode_id(b"kick-job ", _id_of(jid)), "kick-job", "KICKED")
 
     def execute(self) -> List[Any]:
         """Send everything collected; the results in order."""
