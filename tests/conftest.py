@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -43,34 +44,56 @@ class Server:
         self.pid = proc.pid
 
 
-@pytest.fixture(scope="session")
-def server():
+def start_beanstalkd(args, connect=None, exited=pytest.fail):
+    """Start ``beanstalkd ARGS`` and return its Popen once ``connect()`` (by
+    default a TCP connection to the ``-l``/``-p`` in ARGS) succeeds. Skips when
+    beanstalkd is not on PATH; calls ``exited(message)`` when it exits or does
+    not come up within 10 s. Stop it with ``stop_beanstalkd``."""
     exe = shutil.which("beanstalkd")
     if exe is None:
         pytest.skip("beanstalkd not on PATH")
-    port = free_port()
-    proc = subprocess.Popen([exe, "-l", "127.0.0.1", "-p", str(port), "-z", str(MAX_JOB_SIZE)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if connect is None:
+        addr = (args[args.index("-l") + 1], int(args[args.index("-p") + 1]))
+        connect = lambda: socket.create_connection(addr, 0.5)  # noqa: E731
+    log = tempfile.TemporaryFile()        # a file, not a pipe: it never fills up
+    proc = subprocess.Popen([exe] + list(args), stdout=subprocess.DEVNULL, stderr=log)
+    proc.log = log
     deadline = time.monotonic() + 10
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
+            connect().close()
+            return proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                pytest.fail("beanstalkd did not start on port %d" % port)
-            time.sleep(0.05)
-    try:
-        yield Server(proc, "127.0.0.1", port)
-    finally:
-        os.kill(proc.pid, 15)
+                stop_beanstalkd(proc)
+                log.seek(0)
+                err = log.read()
+                log.close()
+                exited("beanstalkd %s did not start: %s"
+                       % (" ".join(args), err.decode(errors="replace").strip()))
+            time.sleep(0.025)
+
+
+def stop_beanstalkd(proc, sig=15):
+    """Stop a beanstalkd started here, by its PID: ``sig``, then SIGKILL after 5 s."""
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, 9)
             proc.wait()
+    proc.log.close()
+
+
+@pytest.fixture(scope="session")
+def server():
+    port = free_port()
+    proc = start_beanstalkd(["-l", "127.0.0.1", "-p", str(port), "-z", str(MAX_JOB_SIZE)])
+    try:
+        yield Server(proc, "127.0.0.1", port)
+    finally:
+        stop_beanstalkd(proc)
 
 
 @pytest.fixture(params=CORE_NAMES, ids=["cython-core", "python-core"])

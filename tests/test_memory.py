@@ -29,18 +29,14 @@ bound; reference counts of objects passed into the extension are unchanged.
 import collections
 import gc
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 
 import beanstalkc_fast
 from beanstalkc_fast import errors
 
-from conftest import free_port, unique_tube
+from conftest import free_port, start_beanstalkd, stop_beanstalkd, unique_tube
 
 LONG_COUNT = int(os.environ.get("BEANSTALKC_FAST_LONG_COUNT", "20000"))
 
@@ -282,31 +278,12 @@ def run_errors(conn, tiny, start, stop):
 def tiny_server():
     """This module's own beanstalkd with a small maximum job size (-z), so
     JOB_TOO_BIG costs a kilobyte, not megabytes. Stopped by its PID."""
-    exe = shutil.which("beanstalkd")
-    if exe is None:
-        pytest.skip("beanstalkd not on PATH")
     port = free_port()
-    proc = subprocess.Popen([exe, "-l", "127.0.0.1", "-p", str(port), "-z", str(TINY_MAX_JOB)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_beanstalkd(["-l", "127.0.0.1", "-p", str(port), "-z", str(TINY_MAX_JOB)])
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("beanstalkd -z %d did not start" % TINY_MAX_JOB)
-                time.sleep(0.05)
         yield port
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, 15)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, 9)
-                proc.wait()
+        stop_beanstalkd(proc)
 
 
 @pytest.fixture

@@ -1,51 +1,35 @@
 """Reconnect, server restart, binlog durability, threads and fork: both cores."""
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
 import beanstalkc_fast
-from conftest import free_port, unique_tube
+from conftest import free_port, start_beanstalkd, stop_beanstalkd
 
 
 class OwnServer:
     """A beanstalkd of this test's own, restartable on the same port."""
 
     def __init__(self, tmp_path, binlog=False):
-        self.exe = shutil.which("beanstalkd")
-        if self.exe is None:
-            pytest.skip("beanstalkd not on PATH")
         self.port = free_port()
-        self.args = [self.exe, "-l", "127.0.0.1", "-p", str(self.port)]
+        self.args = ["-l", "127.0.0.1", "-p", str(self.port)]
         if binlog:
             self.args += ["-b", str(tmp_path), "-f", "0"]
         self.proc = None
         self.start()
 
     def start(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return
-            except OSError:
-                time.sleep(0.025)
-        raise RuntimeError("beanstalkd did not start")
+        self.proc = start_beanstalkd(self.args)
 
     def kill(self, sig=signal.SIGKILL):
-        os.kill(self.proc.pid, sig)
-        self.proc.wait()
+        stop_beanstalkd(self.proc, sig)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
+        stop_beanstalkd(self.proc)
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ beanstalkd of the test's own (both cores)."""
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 
 import pytest
 
 import beanstalkc_fast
-from conftest import free_port
+from conftest import free_port, start_beanstalkd, stop_beanstalkd
 
 
 def _ipv6_loopback():
@@ -23,51 +21,21 @@ def _ipv6_loopback():
         return False
 
 
-class Beanstalkd:
-    """beanstalkd listening on ``listen`` (an address or ``unix:PATH``)."""
-
-    def __init__(self, listen, port=None):
-        exe = shutil.which("beanstalkd")
-        if exe is None:
-            pytest.skip("beanstalkd not on PATH")
-        args = [exe, "-l", listen] + (["-p", str(port)] if port else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def wait(self, connect):
-        for _ in range(200):
-            try:
-                connect().close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    pytest.skip("beanstalkd refused the address: %s"
-                                % self.proc.stderr.read().decode(errors="replace").strip())
-                time.sleep(0.025)
-        raise RuntimeError("beanstalkd did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait()
-        self.proc.stderr.close()
-
-
 @pytest.fixture
 def ipv6_server():
     if not _ipv6_loopback():
         pytest.skip("no IPv6 loopback")
     port = free_port()
-    srv = Beanstalkd("::1", port)
-    srv.wait(lambda: socket.create_connection(("::1", port), 0.5))
-    srv.port = port
-    yield srv
-    srv.stop()
+    proc = start_beanstalkd(["-l", "::1", "-p", str(port)], exited=pytest.skip)
+    yield port
+    stop_beanstalkd(proc)
 
 
 @pytest.fixture
 def unix_server():
     if not hasattr(socket, "AF_UNIX"):
         pytest.skip("no unix domain sockets")
+    # a short path: unix socket paths are limited to about 100 bytes
     folder = tempfile.mkdtemp(prefix="bsf-")
     path = os.path.join(folder, "beanstalkd.sock")
 
@@ -80,11 +48,9 @@ def unix_server():
             raise
         return s
 
-    srv = Beanstalkd("unix:" + path)
-    srv.wait(connect)
-    srv.path = path
-    yield srv
-    srv.stop()
+    proc = start_beanstalkd(["-l", "unix:" + path], connect, pytest.skip)
+    yield path
+    stop_beanstalkd(proc)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -102,7 +68,7 @@ def roundtrip(c):
 
 
 def test_ipv6_host(make_conn, ipv6_server):
-    c = make_conn(ipv6_server.port, host="::1")
+    c = make_conn(ipv6_server, host="::1")
     assert c._core.sock.family == socket.AF_INET6
     roundtrip(c)
     c.reconnect()
@@ -110,7 +76,7 @@ def test_ipv6_host(make_conn, ipv6_server):
 
 
 def test_unix_socket(make_conn, unix_server):
-    c = make_conn(0, unix_socket=unix_server.path)
+    c = make_conn(0, unix_socket=unix_server)
     assert c._core.sock.family == socket.AF_UNIX
     roundtrip(c)
     c.reconnect()
