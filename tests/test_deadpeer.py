@@ -376,83 +376,45 @@ def test_keepalive_options_are_applied(make_conn, server):
 
 # -- a user-space proxy that goes silent ---------------------------------------------
 
-class SilentProxy:
-    """Forwards 127.0.0.1:port <-> upstream until ``freeze()``; then reads and
-    forwards nothing in either direction but keeps every socket open.
+@pytest.fixture
+def silent_proxy(server, fake_server):
+    """A FakeServer that forwards each connection to the real server until
+    ``proxy.frozen`` is set; then it reads and forwards nothing in either
+    direction but keeps every socket open.
 
     The proxy's kernel still ACKs whatever the client sends, like a hung
     server process: TCP keepalive cannot detect such a peer, so a reserve()
     without a timeout is not expected to fail here and is not tested. Only
     the read deadlines (socket_timeout, + a reserve's timeout) can.
     """
+    frozen = threading.Event()
+    forwarded = [0]
 
-    def __init__(self, upstream):
-        self.upstream = upstream
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.frozen = threading.Event()
-        self.stop = threading.Event()
-        self.socks = []
-        self.threads = []
-        self.forwarded = 0
-        self._spawn(self._accept)
-
-    def _spawn(self, target, *args):
-        t = threading.Thread(target=target, args=args, daemon=True)
-        self.threads.append(t)
-        t.start()
-
-    def _accept(self):
-        self.listener.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream, 5)
-            self.socks += [client, server]
-            self._spawn(self._pump, client, server)
-
-    def _pump(self, client, server):
-        peers = {client: server, server: client}
-        while not self.stop.is_set():
-            if self.frozen.is_set():
-                self.stop.wait(0.1)     # silent: read nothing, send nothing
-                continue
-            try:
+    def pump(client, srv):
+        upstream = socket.create_connection((server.host, server.port), 5)
+        peers = {client: upstream, upstream: client}
+        try:
+            while not srv.stop.is_set():
+                if frozen.is_set():
+                    srv.stop.wait(0.1)      # silent: read nothing, send nothing
+                    continue
                 ready, _, _ = select.select(list(peers), [], [], 0.1)
                 for s in ready:
-                    if self.frozen.is_set():
+                    if frozen.is_set():
                         break
                     data = s.recv(65536)
                     if not data:
                         return
                     peers[s].sendall(data)
-                    self.forwarded += len(data)
-            except OSError:
-                return
+                    forwarded[0] += len(data)
+        except OSError:
+            return
+        finally:
+            upstream.close()
 
-    def freeze(self):
-        self.frozen.set()
-
-    def close(self):
-        self.stop.set()
-        self.listener.close()
-        for t in self.threads:
-            t.join(5)
-        for s in self.socks:
-            s.close()
-
-
-@pytest.fixture
-def silent_proxy(server):
-    proxy = SilentProxy((server.host, server.port))
-    yield proxy
-    proxy.close()
+    proxy = fake_server(pump)
+    proxy.frozen, proxy.forwarded = frozen, forwarded
+    return proxy
 
 
 def test_silent_proxy_read_deadlines(silent_proxy, make_conn):
@@ -466,9 +428,9 @@ def test_silent_proxy_read_deadlines(silent_proxy, make_conn):
     job = conns[2].reserve(timeout=1)
     assert job is not None and job.jid == jid
     job.delete()
-    assert silent_proxy.forwarded > 0
+    assert silent_proxy.forwarded[0] > 0
 
-    silent_proxy.freeze()
+    silent_proxy.frozen.set()
     outcome = {}
 
     def run():
