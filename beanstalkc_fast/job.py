@@ -1,6 +1,6 @@
 """Job: a job handed out by reserve or peek, with shortcuts to act on it."""
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 if TYPE_CHECKING:
     from .connection import Connection

@@ -1,7 +1,5 @@
 """Every Connection and Job method against a live beanstalkd, on both cores."""
 
-import time
-
 import pytest
 
 import beanstalkc_fast
