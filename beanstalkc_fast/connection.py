@@ -300,6 +300,9 @@ class Connection:
         connection stays closed (also under auto_reconnect) until
         ``connect()`` or ``reconnect()``."""
         self._closed = True
+        self._close_core()
+
+    def _close_core(self) -> None:
         core = self._core
         if core is None:
             return
@@ -312,8 +315,10 @@ class Connection:
         core.close()
 
     def reconnect(self) -> None:
-        """Close, connect again, and restore the used tube and the watch list."""
-        self.close()
+        """Close, connect again, and restore the used tube and the watch list
+        (a failed attempt leaves the connection broken, not closed)."""
+        self._closed = False
+        self._close_core()
         self.connect()
 
     def _restore_commands(self) -> List[Any]:
