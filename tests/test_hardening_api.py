@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-import beanstalkc_fast
 import beanstalkc_fast.connection as connection_module
 from beanstalkc_fast import BatchError, ConnectionBroken, NotFound, SocketError
 from conftest import free_port, read_until, start_beanstalkd, stop_beanstalkd
