@@ -3,14 +3,20 @@
 ``import beanstalkc_fast as beanstalkc`` is all an existing beanstalkc user
 changes. The wire work runs in a Cython core when it is built, else in its
 pure-Python twin; ``IMPLEMENTATION`` says which (``"cython"`` or ``"python"``).
-Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin.
+Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin (``0``, ``false``,
+``no`` or empty do not: read like setup.py reads its flags).
 """
 
 import os
 
 __version__ = "0.1.0"
 
-if os.environ.get("BEANSTALKC_FAST_PUREPYTHON"):
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+if _flag("BEANSTALKC_FAST_PUREPYTHON"):
     from . import _pyprotocol as _core
     IMPLEMENTATION = "python"
 else:
@@ -18,7 +24,7 @@ else:
         from . import _protocol as _core  # type: ignore[attr-defined]
         IMPLEMENTATION = "cython"
     except ImportError:
-        if os.environ.get("BEANSTALKC_FAST_REQUIRE_EXTENSION"):
+        if _flag("BEANSTALKC_FAST_REQUIRE_EXTENSION"):
             raise
         from . import _pyprotocol as _core
         IMPLEMENTATION = "python"

@@ -5,13 +5,18 @@ core send it and read exactly one reply, and turns the reply into a return
 value or a precise exception.
 """
 
+import itertools
+import math
+import numbers
 import os
+import select
 import socket
+import time
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Union
 
 from . import _core
-from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
+from .errors import (ERROR_CLASSES, BatchError, ConcurrentUseError, ConnectionBroken, DeadlineSoon,
                      SocketError, UnexpectedResponse, command_failed)
 from .job import Job
 
@@ -31,6 +36,15 @@ _SERVER_STR_KEYS = frozenset(("id",))
 _NO_KEYS: frozenset = frozenset()
 
 _LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
+
+# connect_timeout not given: socket.getdefaulttimeout() when connecting
+_USE_DEFAULT: Any = object()
+_MAX_TIMEOUT = 366 * 86400.0      # longer than a year: pass None (no deadline)
+# keepalive values, seconds or probes: Linux's own upper bounds
+_KEEPALIVE_MAX = {"keepalive_idle": 32767, "keepalive_interval": 32767, "keepalive_count": 127}
+# With auto_reconnect, a connection unused for this long is checked for a
+# close the server already sent before anything is written on it.
+IDLE_CHECK_AFTER = 1.0
 
 # Commands that change nothing a second attempt could duplicate or lose:
 # the only ones auto_reconnect sends again after their reply was lost.
@@ -56,6 +70,49 @@ Body = Union[str, bytes, bytearray, memoryview]
 JobOrId = Union[Job, int]
 
 
+def _check_timeout(name: str, value: Any) -> Optional[float]:
+    """``value`` (seconds) as a float, or None; ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        seconds = float(value)
+        if 0 < seconds <= _MAX_TIMEOUT:       # False for nan
+            return seconds
+    raise ValueError("%s must be None or a number of seconds in (0, %d], not %r"
+                     % (name, _MAX_TIMEOUT, value))
+
+
+def _check_keepalive(name: str, value: Any) -> Optional[int]:
+    """A keepalive setting as a whole number (rounded up), or None: the OS default."""
+    if value is None:
+        return None
+    maximum = _KEEPALIVE_MAX[name]
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if 0 < number <= maximum:
+            return math.ceil(number)
+    raise ValueError("%s must be None or a number in (0, %d], not %r" % (name, maximum, value))
+
+
+def _peer_gone(sock: Any) -> bool:
+    """Whether the peer already closed (or sent unasked-for bytes on) an idle
+    socket, without blocking: a poll with timeout 0, then a 1-byte peek."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            if not poller.poll(0):
+                return False
+        elif not select.select([sock], [], [], 0)[0]:
+            return False
+        sock.recv(1, socket.MSG_PEEK)      # readable: b"" (closed) or stray bytes
+    except (BlockingIOError, InterruptedError):
+        return False
+    except (OSError, ValueError):
+        pass                               # reset, or closed under us
+    return True
+
+
 def _fail(command: str, status: str, value: Any) -> Exception:
     results = [] if value is None else [str(value)]
     if status in ERROR_CLASSES:
@@ -71,28 +128,50 @@ class Connection:
     that much longer, a reserve without one waits indefinitely), ``unix_socket``
     (a path, instead of host and port), ``keepalive_*`` (TCP keepalive idle
     time, probe interval and probe count, seconds). TCP_NODELAY and
-    SO_KEEPALIVE are on.
+    SO_KEEPALIVE are on. Timeouts are None or seconds in (0, 1 year];
+    ``connect_timeout`` left out means ``socket.getdefaulttimeout()`` at the
+    time of connecting.
 
     ``auto_reconnect=True``: a call on a broken connection (earlier failure,
-    ``fork()``) first reconnects, restoring the used tube and the watch list;
-    a command whose reply was lost is sent again on a new connection only when
+    ``fork()``, a close the server sent while the connection was idle) first
+    reconnects, restoring the used tube and the watch list; a command whose
+    reply was lost is sent again, once, on a new connection only when
     repeating it is safe (reserve, peek, stats, list, use, watch, ignore,
     pause-tube). A lost reply to put, delete, release, bury, touch, kick or a
-    batch always raises ``SocketError``.
+    batch always raises ``SocketError``. A connection closed by ``close()``
+    stays closed until ``connect()`` or ``reconnect()``.
 
     A connection belongs to one thread; see the README for the contract.
     """
 
+    # Class-level defaults, so that a subclass whose __init__ does not call
+    # this one (as beanstalkc allowed: set host and port, call connect()) works.
+    host = DEFAULT_HOST
+    port = DEFAULT_PORT
+    unix_socket: Optional[str] = None
+    encoding: Optional[str] = "utf-8"
+    keepalive: Any = (60, 10, 3)
+    _parse = True
+    _yaml: Optional[Callable[[str], Any]] = None
+    _auto_reconnect = False
+    _connect_timeout: Any = _USE_DEFAULT
+    _socket_timeout: Optional[float] = 60.0
+    _using = DEFAULT_TUBE_NAME
+    _watching: List[str] = [DEFAULT_TUBE_NAME]     # never mutated: replaced
+    _core: Any = None
+    _closed = False
+    _last_io = 0.0
+
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  parse_yaml: Union[bool, Callable[[str], Any]] = True,
-                 connect_timeout: Optional[float] = socket.getdefaulttimeout(),
+                 connect_timeout: Optional[float] = _USE_DEFAULT,
                  encoding: Optional[str] = "utf-8",
                  socket_timeout: Optional[float] = 60.0,
                  unix_socket: Optional[str] = None,
-                 keepalive_idle: int = 60, keepalive_interval: int = 10,
-                 keepalive_count: int = 3, auto_reconnect: bool = False) -> None:
+                 keepalive_idle: Optional[float] = 60, keepalive_interval: Optional[float] = 10,
+                 keepalive_count: Optional[int] = 3, auto_reconnect: bool = False) -> None:
         if parse_yaml is True:
-            self._yaml: Optional[Callable[[str], Any]] = None
+            self._yaml = None
             self._parse = True
         else:
             self._yaml = parse_yaml if callable(parse_yaml) else None
@@ -100,19 +179,81 @@ class Connection:
         self.host = host
         self.port = port
         self.unix_socket = unix_socket
-        self.connect_timeout = connect_timeout
+        if connect_timeout is not _USE_DEFAULT:
+            self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
         self.encoding = encoding
-        self.keepalive = (keepalive_idle, keepalive_interval, keepalive_count)
+        self.keepalive = (_check_keepalive("keepalive_idle", keepalive_idle),
+                          _check_keepalive("keepalive_interval", keepalive_interval),
+                          _check_keepalive("keepalive_count", keepalive_count))
         self.auto_reconnect = auto_reconnect
         self._using = DEFAULT_TUBE_NAME
-        self._watching: List[str] = [DEFAULT_TUBE_NAME]
-        self._core: Any = None
+        self._watching = [DEFAULT_TUBE_NAME]
+        self._core = None
         self.connect()
+
+    # -- settings -------------------------------------------------------------
+    @property
+    def connect_timeout(self) -> Optional[float]:
+        """Seconds a connection attempt may take (None: no limit)."""
+        seconds = self._connect_timeout
+        if seconds is _USE_DEFAULT:
+            return socket.getdefaulttimeout() or None
+        return seconds  # type: ignore[no-any-return]
+
+    @connect_timeout.setter
+    def connect_timeout(self, seconds: Optional[float]) -> None:
+        self._connect_timeout = _check_timeout("connect_timeout", seconds)
+
+    @property
+    def socket_timeout(self) -> Optional[float]:
+        """The read deadline of every command; a new value applies from the
+        next command on."""
+        return self._socket_timeout
+
+    @socket_timeout.setter
+    def socket_timeout(self, seconds: Optional[float]) -> None:
+        seconds = _check_timeout("socket_timeout", seconds)
+        self._socket_timeout = seconds
+        core = self._core
+        if core is not None and core.broken is None:
+            core.timeout = seconds
+            try:
+                core.pipeline((), [])     # an empty batch: applies the new timeout, sends nothing
+            except ConcurrentUseError:
+                pass                      # in use by another thread: its next command applies it
+
+    @property
+    def auto_reconnect(self) -> bool:
+        """Reconnect before a call on a broken connection (see the class)."""
+        return self._auto_reconnect
+
+    @auto_reconnect.setter
+    def auto_reconnect(self, on: bool) -> None:
+        self._auto_reconnect = bool(on)
+        if self._core is not None:
+            self._request = self._retrying_request if on else self._core.request
+
+    @property
+    def _socket(self) -> Optional[socket.socket]:
+        """The underlying socket object (beanstalkc's attribute): an escape
+        hatch for socket options. Its blocking mode and timeouts belong to
+        the core: use ``socket_timeout`` to change the deadline."""
+        return None if self._core is None else self._core.sock
+
+    def __repr__(self) -> str:
+        where = self.unix_socket or "%s:%s" % (self.host, self.port)
+        core = self._core
+        state = ("closed" if self._closed or core is None else
+                 "open" if core.broken is None else "broken")
+        return "<%s.%s %s %s>" % (type(self).__module__, type(self).__qualname__, where, state)
 
     # -- connection management ------------------------------------------------
     def connect(self) -> None:
-        """Connect to beanstalkd (SocketError on failure)."""
+        """Connect to beanstalkd and restore the used tube and the watch list
+        (SocketError on failure). An open connection is closed first."""
+        if self._core is not None:
+            self._core.close()
         try:
             if self.unix_socket is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -123,24 +264,31 @@ class Connection:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._set_keepalive(sock)
         except OSError as exc:
-            raise SocketError.wrap(exc, "cannot connect: %s" % (exc,)) from exc
-        self._core = _core.Core(sock, self.socket_timeout)
-        self._request = self._retrying_request if self.auto_reconnect else self._core.request
+            # args[0] is the OSError, as with beanstalkc
+            raise SocketError(exc) from exc
+        core = self._core = _core.Core(sock, self.socket_timeout)
+        self._closed = False
+        self._request = self._retrying_request if self.auto_reconnect else core.request
         _LIVE.add(self)
+        for data, command, ok in self._restore_commands():
+            status, value, _ = core.request(data)
+            if status != ok:
+                raise _fail(command, status, value)
+        self._last_io = time.monotonic()
 
     def _set_keepalive(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         idle, interval, count = self.keepalive
         for opt, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
                            ("TCP_KEEPCNT", count)):
-            if hasattr(socket, opt):
+            if value is not None and hasattr(socket, opt):
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
                 except OSError:
                     pass
         # Keepalive probes only an idle connection: also bound how long sent
         # data may stay unacknowledged (a command sent to a vanished host).
-        if hasattr(socket, "TCP_USER_TIMEOUT"):
+        if None not in self.keepalive and hasattr(socket, "TCP_USER_TIMEOUT"):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
                                 int((idle + interval * count) * 1000))
@@ -148,7 +296,13 @@ class Connection:
                 pass
 
     def close(self) -> None:
-        """Send ``quit`` and close; never raises on a dead socket."""
+        """Send ``quit`` and close; never raises on a dead socket. The
+        connection stays closed (also under auto_reconnect) until
+        ``connect()`` or ``reconnect()``."""
+        self._closed = True
+        self._close_core()
+
+    def _close_core(self) -> None:
         core = self._core
         if core is None:
             return
@@ -157,17 +311,15 @@ class Connection:
                 core.sock.send(b"quit\r\n")
             except OSError:
                 pass
+            core.broken = "closed by close()"
         core.close()
 
     def reconnect(self) -> None:
-        """Close, connect again, and restore the used tube and the watch list."""
-        self.close()
+        """Close, connect again, and restore the used tube and the watch list
+        (a failed attempt leaves the connection broken, not closed)."""
+        self._closed = False
+        self._close_core()
         self.connect()
-        core = self._core
-        for data, command, ok in self._restore_commands():
-            status, value, _ = core.request(data)
-            if status != ok:
-                raise _fail(command, status, value)
 
     def _restore_commands(self) -> List[Any]:
         # the tubes stay recorded as wanted until a reconnect restores them
@@ -190,20 +342,42 @@ class Connection:
 
     # -- plumbing ---------------------------------------------------------------
     def _live_core(self) -> Any:
-        """The core; with auto_reconnect, a new one when it is broken."""
-        if self.auto_reconnect and self._core.broken is not None:
-            self.reconnect()
-        return self._core
+        """The core. With auto_reconnect: ConnectionBroken after close(); a new
+        core when the old one is broken, or idle and closed by the server."""
+        core = self._core
+        if self.auto_reconnect:
+            if self._closed:
+                raise ConnectionBroken("connection was closed by close(); "
+                                       "call connect() or reconnect()")
+            if core.broken is not None or (
+                    time.monotonic() - self._last_io > IDLE_CHECK_AFTER and _peer_gone(core.sock)):
+                try:
+                    self.reconnect()
+                except ConnectionBroken:
+                    raise
+                except SocketError as exc:
+                    # nothing of the caller's command was sent
+                    raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
+                core = self._core
+        return core
 
     def _retrying_request(self, data: bytes, extra: Optional[float] = 0.0) -> Any:
         core = self._live_core()
         try:
             return core.request(data, extra)
+        except ConnectionBroken:
+            raise
         except SocketError:
             if data.split(None, 1)[0] not in _SAFE_TO_REPEAT:
                 raise
+        finally:
+            self._last_io = time.monotonic()
+        # the reply was lost and repeating is harmless: once, on a new connection
         self.reconnect()
-        return self._request(data, extra)
+        try:
+            return self._core.request(data, extra)
+        finally:
+            self._last_io = time.monotonic()
 
     def _yaml_result(self, command: str, data: bytes, str_keys: frozenset) -> Any:
         status, value, body = self._request(data)
@@ -340,7 +514,7 @@ class Connection:
         count = self._expect("watch", b"watch %s\r\n" % raw, "WATCHING")
         text = raw.decode("ascii")
         if text not in self._watching:
-            self._watching.append(text)
+            self._watching = self._watching + [text]
         return count
 
     def ignore(self, name: str) -> int:
@@ -350,8 +524,7 @@ class Connection:
         status, value, _ = self._request(b"ignore %s\r\n" % raw)
         if status == "WATCHING":
             text = raw.decode("ascii")
-            if text in self._watching:
-                self._watching.remove(text)
+            self._watching = [w for w in self._watching if w != text]
             return value
         if status == "NOT_IGNORED":
             return 1
@@ -376,6 +549,10 @@ class Connection:
         return self._yaml_result("stats-job", encode_id(b"stats-job ", jid), _NO_KEYS)
 
     def _stats_job_dict(self, jid: int) -> dict:
+        """stats-job as a dict, also when parse_yaml is off; through
+        ``stats_job`` (which a subclass may override) when it is on."""
+        if self._parse:
+            return self.stats_job(jid)  # type: ignore[no-any-return]
         status, value, body = self._request(encode_id(b"stats-job ", jid))
         if status != "OK":
             raise _fail("stats-job", status, value)
@@ -394,6 +571,7 @@ class Connection:
         replies: List[Any] = []
         try:
             self._live_core().pipeline(commands, replies)
+            self._last_io = time.monotonic()
         except SocketError as exc:
             exc.results = [h(*r) for h, r in zip(handlers, replies)]
             if not isinstance(exc, ConnectionBroken):
@@ -405,9 +583,8 @@ class Connection:
             exc.results = [h(*r) for h, r in zip(handlers, replies)]
             raise
         results = [h(*r) for h, r in zip(handlers, replies)]
-        if raise_errors and any(isinstance(r, BaseException) for r in results):
-            raise BatchError("%d of %d %s commands failed" % (
-                sum(isinstance(r, BaseException) for r in results), len(results), what), results)
+        if raise_errors:
+            _raise_failed(results, what)
         return results
 
     def put_many(self, bodies: Iterable[Body], priority: int = DEFAULT_PRIORITY,
@@ -419,8 +596,39 @@ class Connection:
         check_uint("delay", delay)
         check_uint("ttr", ttr)
         encoding = self.encoding
-        commands = (encode_put(body, priority, delay, ttr, encoding) for body in bodies)
-        return self._run(commands, _Handlers(_on_put), "put", raise_errors)
+        stop: List[Any] = []        # [index, exception] of an item that cannot be sent
+
+        def commands() -> Any:
+            items = iter(bodies)
+            for index in itertools.count():
+                try:
+                    body = next(items)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    stop[:] = [index, exc]
+                    return
+                try:
+                    data = encode_put(body, priority, delay, ttr, encoding)
+                except Exception as exc:
+                    stop[:] = [index, exc]
+                    return
+                yield data
+
+        results = self._run(commands(), _Handlers(_on_put), "put", False)
+        if stop:
+            # everything before the bad item went out and was answered
+            index, exc = stop
+            note = ("put_many item %d: the %d items before it were sent (their results, "
+                    "ids or exceptions, are in .results); it and all after it were not sent"
+                    % (index, len(results)))
+            if len(exc.args) == 1 and isinstance(exc.args[0], str):
+                exc.args = ("%s (%s)" % (exc.args[0], note),)
+            exc.results = results
+            raise exc
+        if raise_errors:
+            _raise_failed(results, "put")
+        return results
 
     def reserve_many(self, n: int, timeout: Optional[int] = None) -> List[Job]:
         """Up to ``n`` reserved jobs: waits (up to ``timeout``) for the first,
@@ -448,11 +656,9 @@ class Connection:
                 break
         return jobs
 
-    def _by_id(self, verb: bytes, jobs: Iterable[JobOrId], ok: str, tail: bytes,
-               raise_errors: bool) -> List[Any]:
-        jobs = list(jobs)
-        ids = [_jid(_id_of(j)) for j in jobs]
-        commands = [b"%s %d%s\r\n" % (verb, jid, tail) for jid in ids]
+    def _by_id(self, verb: bytes, jobs: List[JobOrId], ids: List[int], ok: str,
+               tails: Iterable[bytes], raise_errors: bool) -> List[Any]:
+        commands = [b"%s %d%s\r\n" % (verb, jid, tail) for jid, tail in zip(ids, tails)]
         command = verb.decode()
 
         def handle(status: str, value: Any, body: Any) -> Any:
@@ -466,19 +672,45 @@ class Connection:
 
     def delete_many(self, jobs: Iterable[JobOrId], raise_errors: bool = True) -> List[Any]:
         """Delete every job (Job or id) in one pipelined batch."""
-        return self._by_id(b"delete", jobs, "DELETED", b"", raise_errors)
+        jobs = list(jobs)
+        ids = [_jid(_id_of(j)) for j in jobs]
+        return self._by_id(b"delete", jobs, ids, "DELETED", itertools.repeat(b""), raise_errors)
 
-    def release_many(self, jobs: Iterable[JobOrId], priority: int = DEFAULT_PRIORITY,
+    def release_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                      delay: int = 0, raise_errors: bool = True) -> List[Any]:
-        """Release every job with one priority and delay, in one batch."""
-        tail = b" %d %d" % (check_uint("priority", priority), check_uint("delay", delay))
-        return self._by_id(b"release", jobs, "RELEASED", tail, raise_errors)
+        """Release every job, in one batch, with ``priority`` or else each
+        keeping its own (read by a pipelined stats-job, like Job.release)."""
+        jobs = list(jobs)
+        ids = [_jid(_id_of(j)) for j in jobs]
+        delay = check_uint("delay", delay)
+        pris = self._priorities(ids, priority)
+        return self._by_id(b"release", jobs, ids, "RELEASED",
+                           (b" %d %d" % (p, delay) for p in pris), raise_errors)
 
-    def bury_many(self, jobs: Iterable[JobOrId], priority: int = DEFAULT_PRIORITY,
+    def bury_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                   raise_errors: bool = True) -> List[Any]:
-        """Bury every job with one priority, in one batch."""
-        tail = b" %d" % check_uint("priority", priority)
-        return self._by_id(b"bury", jobs, "BURIED", tail, raise_errors)
+        """Bury every job, in one batch, with ``priority`` or else each
+        keeping its own (read by a pipelined stats-job, like Job.bury)."""
+        jobs = list(jobs)
+        ids = [_jid(_id_of(j)) for j in jobs]
+        pris = self._priorities(ids, priority)
+        return self._by_id(b"bury", jobs, ids, "BURIED", (b" %d" % p for p in pris),
+                           raise_errors)
+
+    def _priorities(self, ids: List[int], priority: Optional[int]) -> Iterable[int]:
+        """``priority`` for every job, or when None each job's current one
+        (DEFAULT_PRIORITY for a job the server does not know: its release
+        or bury then fails with NotFound in place)."""
+        if priority is not None:
+            return itertools.repeat(check_uint("priority", priority))
+        replies: List[Any] = []
+        try:
+            self._live_core().pipeline([encode_id(b"stats-job ", jid) for jid in ids], replies)
+        except BaseException as exc:
+            exc.results = []        # nothing was released or buried
+            raise
+        return [int(parse_yaml(body, _NO_KEYS).get("pri", DEFAULT_PRIORITY))
+                if status == "OK" else DEFAULT_PRIORITY for status, _, body in replies]
 
 
 class _Handlers:
@@ -490,6 +722,13 @@ class _Handlers:
     def __iter__(self) -> Any:
         while True:
             yield self.handler
+
+
+def _raise_failed(results: List[Any], what: str) -> None:
+    """BatchError when some item of a batch failed."""
+    failed = sum(isinstance(r, BaseException) for r in results)
+    if failed:
+        raise BatchError("%d of %d %s commands failed" % (failed, len(results), what), results)
 
 
 def _on_put(status: str, value: Any, body: Any) -> Any:

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 if TYPE_CHECKING:
     from .connection import Connection
 
+_UNDECODED: Any = object()
+
 
 class Job:
     """A job: ``jid``, ``body``, the ``conn`` it came from, and whether this
@@ -12,30 +14,44 @@ class Job:
 
     ``body`` is decoded with the connection's encoding on first access; a body
     that does not decode raises there, while ``raw_body`` and every method
-    still work, so no job is lost to a decoding error.
+    still work, so no job is lost to a decoding error. ``Job(conn, jid, body,
+    reserved)`` builds one by hand as with beanstalkc (a str body is kept as
+    given, ``raw_body`` is its UTF-8 encoding). Jobs take other attributes too
+    (``job.data = ...``).
     """
 
-    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding")
+    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding", "__dict__")
 
-    def __init__(self, conn: "Connection", jid: int, body: bytes,
+    def __init__(self, conn: "Connection", jid: int, body: Union[str, bytes],
                  reserved: bool = True, encoding: Optional[str] = None) -> None:
         self.conn = conn
         self.jid = jid
-        self.raw_body = body
         self.reserved = reserved
         self._encoding = encoding
-        self._body: Any = None
+        if isinstance(body, str):
+            self._body: Any = body
+            self.raw_body = body.encode(encoding or "utf-8")
+        else:
+            self._body = _UNDECODED
+            self.raw_body = body
 
     @property
     def body(self) -> Union[str, bytes]:
-        if self._encoding is None:
-            return self.raw_body
-        if self._body is None:
-            self._body = self.raw_body.decode(self._encoding)
-        return self._body
+        """The body: str (decoded) unless the connection's encoding is None."""
+        body = self._body
+        if body is _UNDECODED:
+            if self._encoding is None:
+                return self.raw_body
+            body = self._body = self.raw_body.decode(self._encoding)
+        return body  # type: ignore[no-any-return]
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._body = value
 
     def __repr__(self) -> str:
-        return "<Job %d %s>" % (self.jid, "reserved" if self.reserved else "unreserved")
+        return "<%s %r %s>" % (type(self).__name__, self.jid,
+                               "reserved" if self.reserved else "unreserved")
 
     def _priority(self) -> int:
         stats = self.conn._stats_job_dict(self.jid)
