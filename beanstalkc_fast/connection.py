@@ -83,7 +83,7 @@ class Connection:
     batch always raises ``SocketError``.
 
     Ranges: priorities are 0..2**32-1, 0 the most urgent; delays, TTRs and
-    timeouts are whole seconds, 0..2**32-1; job ids are 1..2**64-1. Arguments
+    timeouts are whole seconds, 0..2**32-1; job ids are ints up to 2**64-1. Arguments
     are checked before anything is sent: ``ValueError`` for a number out of
     range or an invalid tube name, ``TypeError`` for a value of the wrong type.
 
@@ -315,7 +315,7 @@ class Connection:
         raise _fail("reserve", status, value)
 
     def reserve_job(self, jid: int) -> Job:
-        """Send ``reserve-job``: reserve the job ``jid`` (1..2**64-1) whatever its state.
+        """Send ``reserve-job``: reserve the job ``jid`` (up to 2**64-1) whatever its state.
 
         Needs beanstalkd >= 1.12 (older servers: ``UnknownCommand``).
 
@@ -338,7 +338,7 @@ class Connection:
         raise _fail(command, status, value)
 
     def delete(self, jid: int) -> None:
-        """Send ``delete``: remove the job ``jid`` (1..2**64-1) for good.
+        """Send ``delete``: remove the job ``jid`` (up to 2**64-1) for good.
 
         Returns:
             None.
@@ -355,7 +355,7 @@ class Connection:
         """Send ``release``: put a job this connection reserved back to ready.
 
         Args:
-            jid: the job id, 1..2**64-1.
+            jid: the job id, up to 2**64-1.
             priority: its new priority, 0..2**32-1 (0 the most urgent).
                 ``Job.release()`` keeps the job's own priority instead.
             delay: seconds, 0..2**32-1, before it is ready again (delayed
@@ -378,7 +378,7 @@ class Connection:
         """Send ``bury``: set a job this connection reserved aside until it is kicked.
 
         Args:
-            jid: the job id, 1..2**64-1.
+            jid: the job id, up to 2**64-1.
             priority: its new priority, 0..2**32-1 (0 the most urgent).
 
         Returns:
@@ -395,7 +395,7 @@ class Connection:
         """Send ``touch``: restart the TTR of a job this connection reserved.
 
         Args:
-            jid: the job id, 1..2**64-1.
+            jid: the job id, up to 2**64-1.
 
         Returns:
             None.
@@ -420,7 +420,7 @@ class Connection:
         return self._expect("kick", b"kick %d\r\n" % check_uint("bound", bound), "KICKED")
 
     def kick_job(self, jid: int) -> None:
-        """Send ``kick-job``: move the buried or delayed job ``jid`` (1..2**64-1) to ready.
+        """Send ``kick-job``: move the buried or delayed job ``jid`` (up to 2**64-1) to ready.
 
         Returns:
             None.
@@ -440,7 +440,7 @@ class Connection:
         raise _fail(command, status, value)
 
     def peek(self, jid: int) -> Optional[Job]:
-        """Send ``peek``: look at the job ``jid`` (1..2**64-1) without reserving it.
+        """Send ``peek``: look at the job ``jid`` (up to 2**64-1) without reserving it.
 
         Returns:
             A ``Job`` with ``reserved=False``, or None when there is no such job.
@@ -579,7 +579,7 @@ class Connection:
         return self._yaml_result("stats-tube", b"stats-tube %s\r\n" % check_name(name), _NO_KEYS)
 
     def stats_job(self, jid: int) -> Any:
-        """Send ``stats-job``: the statistics of job ``jid`` (1..2**64-1), a dict as ``stats``.
+        """Send ``stats-job``: the statistics of job ``jid`` (up to 2**64-1), a dict as ``stats``.
 
         Keys include ``tube``, ``state`` (ready, delayed, reserved, buried),
         ``pri``, ``age``, ``delay``, ``ttr``, ``time-left``, ``reserves``.
@@ -730,7 +730,7 @@ class Connection:
         """Send a ``delete`` per job in one pipelined batch.
 
         Args:
-            jobs: ``Job`` objects or ids (1..2**64-1), any iterable.
+            jobs: ``Job`` objects or ids (up to 2**64-1), any iterable.
             raise_errors: False returns the per-item results instead of
                 raising ``BatchError``.
 
@@ -751,7 +751,7 @@ class Connection:
         """Send a ``release`` per job, all with one priority and delay, in one batch.
 
         Args:
-            jobs: ``Job`` objects or ids (1..2**64-1), any iterable.
+            jobs: ``Job`` objects or ids (up to 2**64-1), any iterable.
             priority: 0..2**32-1, for every job (default ``DEFAULT_PRIORITY``,
                 not each job's own priority).
             delay: seconds, 0..2**32-1.
@@ -771,7 +771,7 @@ class Connection:
         """Send a ``bury`` per job, all with one priority, in one batch.
 
         Args:
-            jobs: ``Job`` objects or ids (1..2**64-1), any iterable.
+            jobs: ``Job`` objects or ids (up to 2**64-1), any iterable.
             priority: 0..2**32-1, for every job (default ``DEFAULT_PRIORITY``).
             raise_errors: as for ``delete_many``.
 
@@ -842,7 +842,7 @@ class Pipeline:
                          "put", "INSERTED", True)
 
     def delete(self, jid: JobOrId) -> "Pipeline":
-        """Queue a ``delete`` of a ``Job`` or id (1..2**64-1); its result is None."""
+        """Queue a ``delete`` of a ``Job`` or id (up to 2**64-1); its result is None."""
         return self._add(encode_id(b"delete ", _id_of(jid)), "delete", "DELETED")
 
     def release(self, jid: JobOrId, priority: int = DEFAULT_PRIORITY, delay: int = 0) -> "Pipeline":

@@ -34,9 +34,10 @@ class Job:
 
     @property
     def body(self) -> Union[str, bytes]:
-        """The body: str decoded with the connection's encoding (cached), or bytes
-        when the encoding is None. ``UnicodeDecodeError`` when it does not
-        decode; ``raw_body`` always holds the bytes."""
+        """The body as str, decoded with the connection's encoding on first
+        access (then cached), or as bytes when the encoding is None.
+        ``UnicodeDecodeError`` when it does not decode; ``raw_body`` always
+        holds the bytes."""
         if self._encoding is None:
             return self.raw_body
         if self._body is None:
