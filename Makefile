@@ -9,9 +9,12 @@ build: build-deps
 
 # Cython and setuptools, only when missing. A Debian system Python refuses plain pip
 # (PEP 668); retry with --break-system-packages there.
+# setuptools >= 77.0.3 reads the SPDX `license` of pyproject.toml.
 build-deps:
-	@$(PYTHON) -c "import setuptools, Cython; assert int(Cython.__version__.split('.')[0]) >= 3" 2>/dev/null || \
-	  $(PIP_INSTALL) "Cython>=3" setuptools || $(PIP_INSTALL) --break-system-packages "Cython>=3" setuptools
+	@$(PYTHON) -c "import setuptools, Cython; assert int(Cython.__version__.split('.')[0]) >= 3; \
+	  v = tuple(int(x) for x in setuptools.__version__.split('.')[:3]); assert v >= (77, 0, 3)" 2>/dev/null || \
+	  $(PIP_INSTALL) "Cython>=3" "setuptools>=77.0.3" || \
+	  $(PIP_INSTALL) --break-system-packages "Cython>=3" "setuptools>=77.0.3"
 
 test-deps:
 	@$(PYTHON) -c "import pytest, yaml, hypothesis" 2>/dev/null || \
