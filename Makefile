@@ -10,8 +10,9 @@ USE_VENV := $(PYTHON)
 endif
 PIP_INSTALL = $(PYTHON) -m pip install -q
 TEST_DEPS = pytest PyYAML hypothesis
+DOCS_BUILD ?= docs/_build
 
-.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean venv
+.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean docs venv
 
 venv: $(USE_VENV)
 
@@ -45,6 +46,14 @@ deps: build-deps test-deps beanstalkd
 test: build test-deps beanstalkd
 	$(PYTHON) -m pytest -q tests
 
+# The documentation site (Sphinx + MyST, pinned in docs/requirements.txt) into $(DOCS_BUILD)/html;
+# every warning is an error. It documents the API, which both cores share: the pure-Python one is used
+# so that no build is needed.
+docs: $(USE_VENV)
+	@$(PIP_INSTALL) -r docs/requirements.txt || $(PIP_INSTALL) --break-system-packages -r docs/requirements.txt
+	BEANSTALKC_FAST_PUREPYTHON=1 $(PYTHON) -m sphinx -W --keep-going -q -b html docs $(DOCS_BUILD)/html
+	@echo "docs: $(DOCS_BUILD)/html/index.html"
+
 bench: build beanstalkd
 	$(PYTHON) benchmarks/bench.py
 
@@ -56,6 +65,6 @@ multi-python:
 	bash scripts/multi-python.sh $(MULTI_PYTHON_ARGS)
 
 clean:
-	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html \
+	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html $(DOCS_BUILD) \
 	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
