@@ -25,8 +25,8 @@ source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "requirements.txt"]
 
-# Every cross-reference must resolve (there is no intersphinx: the build needs no network). A type from
-# the standard library in a signature may need an entry in nitpick_ignore, e.g. ("py:class", "socket.socket").
+# Every cross-reference must resolve (no intersphinx: the build needs no network). A standard
+# library type in a signature may need an entry here, e.g. ("py:class", "socket.socket").
 nitpicky = True
 nitpick_ignore: list = []
 

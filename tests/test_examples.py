@@ -2,15 +2,16 @@
 
 The rules, for whoever writes an example:
 
-- Each fenced block whose language is ``python`` (or ``py``, ``python3``) is run; other blocks (``sh``,
-  plain text, ``pycon``) are not. A block that cannot run on its own (a fragment) is marked with the HTML
-  comment ``<!-- no-test -->`` on the line before its opening fence (blank lines between are allowed).
-- The blocks of one file run in order, in one namespace (a later block may use the names of an earlier
-  one), in a fresh Python process, against a fresh, empty beanstalkd of their own.
+- Each fenced block whose language is ``python`` (or ``py``, ``python3``) is run; other
+  blocks (``sh``, plain text, ``pycon``) are not. A block that cannot run on its own (a
+  fragment) is marked with the HTML comment ``<!-- no-test -->`` on the line before its
+  opening fence (blank lines between are allowed).
+- The blocks of one file run in order, in one namespace (a later block may use the names of
+  an earlier one), in a fresh Python process, against a fresh, empty beanstalkd of their own.
 - Examples connect to ``localhost`` port 11300, as a reader would (``Connection()``,
-  ``Connection(host="localhost", port=11300)``, ...): the runner resolves that address to the test server
-  (``socket.getaddrinfo`` is wrapped in the example process), so every front end that resolves the name
-  reaches it. Other addresses are not redirected.
+  ``Connection(host="localhost", port=11300)``, ...): the runner resolves that address to the
+  test server (``socket.getaddrinfo`` is wrapped in the example process), so every front end
+  that resolves the name reaches it. Other addresses are not redirected.
 - An example must finish by itself (no endless worker loops); each file has ``TIMEOUT`` seconds.
 
 Run as a script (``python test_examples.py --run FILE PORT``), this module is the runner.
@@ -56,9 +57,9 @@ def markdown_files() -> List[str]:
 def extract(path: str, text: str) -> List[Block]:
     """The fenced code blocks of ``text`` in the languages we run.
 
-    CommonMark fences: three or more backticks or tildes, closed by a fence of the same character at
-    least as long; the block's indentation (inside a list item) is removed; an unclosed fence runs to the
-    end of the file."""
+    CommonMark fences: three or more backticks or tildes, closed by a fence of the same
+    character at least as long; the block's indentation (inside a list item) is removed; an
+    unclosed fence runs to the end of the file."""
     lines = text.splitlines()
     blocks = []
     i = 0
@@ -70,7 +71,7 @@ def extract(path: str, text: str) -> List[Block]:
         indent, fence = len(m.group("indent").expandtabs()), m.group("fence")
         info = m.group("info").strip()
         language = info.split()[0].lower() if info else ""
-        if language.startswith("{"):             # MyST directive ({code-block} python): its argument
+        if language.startswith("{"):    # MyST directive ({code-block} python): its argument
             parts = info.split()
             language = parts[1].lower() if len(parts) > 1 else ""
         start = i + 1
@@ -105,7 +106,7 @@ def all_blocks() -> Dict[str, List[Block]]:
     return result
 
 
-# -- the runner (in the example's own process) ----------------------------------------------------
+# -- the runner (in the example's own process) -------------------------------------------
 
 def redirect_examples_to(port: int) -> None:
     """Resolve localhost:11300 (the examples' address) to 127.0.0.1:``port``."""
@@ -126,7 +127,9 @@ def run_file(path: str, port: int) -> int:
 
     redirect_examples_to(port)
     namespace: dict = {"__name__": "__example__"}
-    for block in extract(path, open(os.path.join(ROOT, path), encoding="utf-8").read()):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        blocks = extract(path, f.read())
+    for block in blocks:
         if block.skipped:
             continue
         where = "%s:%d" % (block.path, block.line)
@@ -144,7 +147,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--run"]:
     sys.exit(run_file(sys.argv[2], int(sys.argv[3])))
 
 
-# -- the tests ---------------------------------------------------------------------------------------
+# -- the tests ------------------------------------------------------------------------------
 
 import pytest  # noqa: E402
 
@@ -153,6 +156,8 @@ from conftest import free_port, load_core, start_beanstalkd, stop_beanstalkd  # 
 
 BLOCKS = all_blocks()
 RUN_FILES = [path for path, blocks in BLOCKS.items() if any(not b.skipped for b in blocks)]
+needs_docs = pytest.mark.skipif(not BLOCKS, reason="README.md and docs/ not found "
+                                "(tests copied out of the source tree)")
 
 
 def test_extraction_rules():
@@ -170,7 +175,7 @@ def test_extraction_rules():
         (15, "b = 2\n```\nc = 3\n", False), (20, "d = 4\n", False), (24, "e = 5\n", False)]
 
 
-@pytest.mark.skipif(not BLOCKS, reason="README.md and docs/ not found (tests copied out of the tree)")
+@needs_docs
 def test_examples_are_found():
     """The extraction sees the documentation's examples and markers stay rare."""
     assert "README.md" in BLOCKS and "docs/quickstart.md" in BLOCKS, sorted(BLOCKS)
@@ -179,7 +184,7 @@ def test_examples_are_found():
     assert len(skipped) * 5 <= len(blocks), ["%s:%d" % (b.path, b.line) for b in skipped]
 
 
-@pytest.mark.skipif(not BLOCKS, reason="README.md and docs/ not found (tests copied out of the tree)")
+@needs_docs
 def test_every_public_name_in_the_api_reference():
     with open(os.path.join(ROOT, "docs", "api.md"), encoding="utf-8") as f:
         documented = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.(\w+)", f.read(), re.M))
