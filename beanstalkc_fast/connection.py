@@ -298,6 +298,11 @@ class Connection:
                 within a second of its TTR. Not a ``CommandFailed``; the
                 connection stays usable: finish, ``touch()`` or release that
                 job, then reserve again.
+            SocketError: the connection was lost, or no reply came within
+                ``socket_timeout`` plus ``timeout`` (a plain reserve has no
+                deadline; keepalive still detects a vanished host). With
+                ``auto_reconnect`` a lost reserve is sent again on a new
+                connection.
             ValueError, TypeError: a bad timeout; nothing was sent.
         """
         if timeout is None:
