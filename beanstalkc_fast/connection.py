@@ -663,7 +663,8 @@ class Connection:
                 been inserted (never re-sent).
             ValueError, TypeError: a bad priority, delay or ttr (nothing
                 sent), or a bad body (the batch stops there; ``exc.results``
-                holds the results read so far).
+                holds the ids of the jobs inserted; bodies still waiting to
+                be written are not sent).
         """
         check_uint("priority", priority)
         check_uint("delay", delay)
