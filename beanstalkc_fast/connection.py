@@ -209,7 +209,7 @@ class Connection:
     # -- settings -------------------------------------------------------------
     @property
     def connect_timeout(self) -> Optional[float]:
-        """Seconds a connection attempt may take (None: no limit)."""
+        """How long a connection attempt may take, in seconds, or None for no limit."""
         seconds = self._connect_timeout
         if seconds is _USE_DEFAULT:
             return socket.getdefaulttimeout() or None
