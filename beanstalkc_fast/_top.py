@@ -5,6 +5,7 @@ the server's counters between two samples. ``q`` quits; a terminal resize
 redraws at the new size. Standard-library curses only.
 """
 
+import os
 import time
 from typing import Any, Dict, List, Optional
 
@@ -120,5 +121,7 @@ def run(conn: Connection, interval: float, where: str) -> int:
         import curses
     except ImportError:
         raise UsageError("top needs the curses module, which this Python lacks") from None
+    for name in ("LINES", "COLUMNS"):   # curses would trust these over the real size
+        os.environ.pop(name, None)
     result: int = curses.wrapper(_loop, conn, interval, where)
     return result

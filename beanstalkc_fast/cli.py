@@ -16,7 +16,8 @@ import math
 import os
 import sys
 import time
-from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Sequence,
+                    Set, Tuple)
 
 import beanstalkc_fast
 from beanstalkc_fast import Connection
@@ -113,8 +114,8 @@ def _port(text: str, url: str) -> int:
 def server_name(kwargs: Dict[str, Any]) -> str:
     """How errors name the server."""
     if "unix_socket" in kwargs:
-        return "unix://" + kwargs["unix_socket"]
-    host = kwargs["host"]
+        return "unix://" + str(kwargs["unix_socket"])
+    host = str(kwargs["host"])
     return "%s:%d" % ("[%s]" % host if ":" in host else host, kwargs["port"])
 
 
@@ -414,7 +415,7 @@ class Exporter:
         self.move = move
         self.stream = stream
         self.written = 0
-        self.seen: set = set()
+        self.seen: Set[int] = set()
         # jid -> (priority, deadline of its delay or None): released at the end
         self.held: Dict[int, Tuple[int, Optional[float]]] = {}
 
@@ -448,7 +449,7 @@ class Exporter:
         next peek shows the next job. Works on paused tubes too."""
         conn = self.conn
         peek = getattr(conn, "peek_" + state)
-        rotated: set = set()
+        rotated: Set[int] = set()
         while True:
             job = peek()
             if job is None or job.jid in rotated:
@@ -521,7 +522,8 @@ def parse_record(line: bytes, number: int) -> Dict[str, Any]:
             body = text.encode("utf-8")
         else:
             raise ValueError("unknown body_encoding %r" % (enc,))
-        job = {"body": body, "tube": rec.get("tube", "default"), "state": rec.get("state", "ready")}
+        job = {"body": body, "tube": rec.get("tube", "default"), "state": rec.get("state", "ready"),
+               "line": number}
         for key, default in (("priority", beanstalkc_fast.DEFAULT_PRIORITY), ("ttr", 120),
                              ("delay", 0)):
             value = rec.get(key, default)
@@ -541,26 +543,29 @@ BURY_HOLD = 3600   # an imported buried job waits delayed, out of consumers' rea
 def cmd_import(conn: Connection, args: argparse.Namespace) -> int:
     stream = _read_input(args.file)
     total = 0
+    failed = 0
     chunk: List[Dict[str, Any]] = []
     tube: Optional[str] = None
 
     def flush() -> None:
-        nonlocal total
+        nonlocal total, failed
         if not chunk:
             return
         pipe = conn.pipeline()
         for job in chunk:
             delay = BURY_HOLD if job["state"] == "buried" else job["delay"]
             pipe.put(job["body"], job["priority"], delay, job["ttr"])
-        ids = pipe.execute()
-        for job, jid in zip(chunk, ids):
+        for job, result in zip(chunk, pipe.execute()):
+            if isinstance(result, BaseException):
+                failed += 1
+                err("input line %d: not imported: %s" % (job["line"], describe(result)))
+                continue
             if job["state"] == "buried":
-                conn.reserve_job(jid)
-                conn.bury(jid, job["priority"])
-        total += len(chunk)
+                conn.reserve_job(result)
+                conn.bury(result, job["priority"])
+            total += 1
         chunk.clear()
 
-    number = 0
     for number, line in enumerate(stream, 1):
         if not line.strip():
             continue
@@ -574,10 +579,10 @@ def cmd_import(conn: Connection, args: argparse.Namespace) -> int:
         chunk.append(job)
     flush()
     if args.json:
-        print_json({"imported": total})
+        print_json({"imported": total, "failed": failed})
     else:
         out("imported %d job%s" % (total, "" if total == 1 else "s"))
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_drain(conn: Connection, args: argparse.Namespace) -> int:
@@ -624,16 +629,23 @@ def err(text: str) -> None:
     sys.stderr.write("%s: %s\n" % (PROG, text))
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (exit status 2)."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(2, "%s: %s (see %s --help)\n" % (PROG, message, self.prog))
+
+
 def build_parser() -> argparse.ArgumentParser:
     version = "beanstalkc_fast %s (%s core)" % (beanstalkc_fast.__version__,
                                                 beanstalkc_fast.IMPLEMENTATION)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS,
                         help="server: host:port, beanstalk://host:port or unix:///path "
                              "(default: $BEANSTALK_URL or %s)" % (DEFAULT_URL,))
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output")
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, parents=[common],
         description="Inspect, move and watch a beanstalkd server.",
         epilog="Exit status: 0 ok, 1 server refused, 2 usage error, 3 server unreachable.")
