@@ -84,7 +84,8 @@ def parse_url(url: str) -> Dict[str, Any]:
     if text.startswith("beanstalk://"):
         text = text[len("beanstalk://"):].rstrip("/")
     elif "://" in text:
-        raise UsageError("bad --url %r: use host:port, beanstalk://host:port or unix:///path" % (url,))
+        raise UsageError("bad --url %r: use host:port, beanstalk://host:port or unix:///path"
+                         % (url,))
     port = 11300
     if text.startswith("["):
         end = text.find("]")
@@ -419,14 +420,11 @@ class Exporter:
         # jid -> (priority, deadline of its delay or None): released at the end
         self.held: Dict[int, Tuple[int, Optional[float]]] = {}
 
-    def write(self, records: List[Dict[str, Any]]) -> None:
-        """Write and flush ``records``: only then may their jobs be deleted."""
-        if not records:
-            return
-        self.stream.write(b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n"
-                                   for r in records))
+    def write(self, record: Dict[str, Any]) -> None:
+        """Write and flush one job's line: only then may the job be deleted."""
+        self.stream.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
         self.stream.flush()
-        self.written += len(records)
+        self.written += 1
 
     def record(self, jid: int, body: bytes, stats: Dict[str, Any], state: str,
                delay: int) -> Dict[str, Any]:
@@ -435,12 +433,12 @@ class Exporter:
         rec.update(body_fields(body))
         return rec
 
-    def delete(self, jids: List[int]) -> None:
-        results = self.conn.delete_many(jids, raise_errors=False)
-        for jid, r in zip(jids, results):
-            if r is not None:
-                err("warning: job %d was written but could not be deleted (%s); it is also "
-                    "still on the server" % (jid, describe(r)))
+    def delete(self, jid: int) -> None:
+        try:
+            self.conn.delete(jid)
+        except CommandFailed as exc:    # e.g. its TTR ran out and a consumer took it
+            err("warning: job %d was written but could not be deleted (%s); it is also "
+                "still on the server" % (jid, describe(exc)))
 
     def walk(self, state: str) -> None:
         """Export every job of ``state``: peek the first, reserve it by id,
@@ -464,9 +462,9 @@ class Exporter:
                 continue
             self.seen.add(jid)
             left = stats["time-left"] if stats["state"] == "delayed" else 0
-            self.write([self.record(jid, job.raw_body, stats, state, left)])
+            self.write(self.record(jid, job.raw_body, stats, state, left))
             if self.move:
-                self.delete([jid])
+                self.delete(jid)
             elif state == "buried":
                 conn.bury(jid, stats["pri"])
                 rotated.add(jid)
@@ -653,9 +651,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(name: str, func: Callable[..., int], help: str, **kw: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help, description=kw.pop("description", help),
-                           **kw)
+    def command(name: str, func: Callable[..., int], help: str,
+                **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help,
+                           description=kw.pop("description", help), **kw)
         p.set_defaults(func=func)
         return p
 
@@ -665,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("tubes", cmd_tubes, "one line per tube with its job counts")
 
-    p = command("peek", cmd_peek, "show a job: the first ready/delayed/buried one of a tube, or by id")
+    p = command("peek", cmd_peek,
+                "show a job: the first ready/delayed/buried one of a tube, or by id")
     p.add_argument("what", metavar="ready|delayed|buried|ID")
     p.add_argument("--tube", default="default")
 

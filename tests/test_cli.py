@@ -3,6 +3,7 @@ against the suite's real beanstalkd, once per core (the ``core`` fixture's
 choice is passed on as BEANSTALKC_FAST_PUREPYTHON)."""
 
 import base64
+import contextlib
 import json
 import os
 import random
@@ -73,8 +74,16 @@ def cli(core, server):
 
 @pytest.fixture
 def bconn(conn_factory, tube):
-    """A connection (bytes bodies) using and watching only the test's tube."""
-    return conn_factory(tube, encoding=None)
+    """A connection (bytes bodies) using and watching only the test's tube,
+    which is emptied afterwards."""
+    c = conn_factory(tube, encoding=None)
+    yield c
+    c.use(tube)
+    for peek in (c.peek_ready, c.peek_delayed, c.peek_buried):
+        job = peek()
+        while job is not None:
+            c.delete(job.jid)
+            job = peek()
 
 
 def tube_bodies(c):
@@ -385,7 +394,8 @@ def test_unreachable_and_usage_errors(cli):
 def test_unix_socket_url(cli, unix_server):  # noqa: F811
     assert cli("put", "--tube", "unix", "via unix", url="unix://" + unix_server).out.strip() == "1"
     rows = cli("tubes", "--json", url="unix://" + unix_server).json()
-    assert {"tube": "unix", "ready": 1}.items() <= [r for r in rows if r["tube"] == "unix"][0].items()
+    row = [r for r in rows if r["tube"] == "unix"]
+    assert len(row) == 1 and row[0]["ready"] == 1
 
 
 # -- top, as a person sees it ----------------------------------------------------
@@ -406,12 +416,16 @@ def wait_screen(sock, predicate, timeout=20):
     raise AssertionError("screen never matched:\n" + screen)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
-def test_top_under_tmux(cli, bconn, tube):
-    for body in (b"1", b"2", b"3", b"4"):
-        bconn.put(body)
-    bconn.bury(bconn.reserve_job(bconn.peek_ready().jid).jid)
-    env = " ".join(shlex.quote("%s=%s" % (k, cli.env[k])) for k in ("PYTHONPATH", "BEANSTALK_URL"))
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+
+
+@contextlib.contextmanager
+def top_in_tmux(cli, url):
+    """``top`` in a 100x30 terminal of a tmux server of our own (yields its
+    socket name); afterwards the pane shows EXIT=<status> and the stty flags
+    icanon/echo. Only this tmux server is killed at the end."""
+    env = " ".join(shlex.quote(x) for x in ("PYTHONPATH=" + cli.env["PYTHONPATH"],
+                                            "BEANSTALK_URL=" + url))
     core = "BEANSTALKC_FAST_PUREPYTHON=1" if "BEANSTALKC_FAST_PUREPYTHON" in cli.env else \
         "-u BEANSTALKC_FAST_PUREPYTHON"
     command = ("cd %s && env %s %s %s -m beanstalkc_fast top; echo EXIT=$?; "
@@ -421,6 +435,27 @@ def test_top_under_tmux(cli, bconn, tube):
     subprocess.run(["tmux", "-L", sock, "-f", "/dev/null", "new-session", "-d", "-x", "100",
                     "-y", "30", command], check=True, timeout=10)
     try:
+        yield sock
+    finally:
+        subprocess.run(["tmux", "-L", sock, "kill-server"], check=False, timeout=10)
+
+
+def exit_screen(sock):
+    """The status top exited with, checking the terminal is back in cooked
+    mode with echo and the full-screen view is gone."""
+    screen = wait_screen(sock, lambda s: "EXIT=" in s and "echo" in s.split("EXIT=")[1])
+    after = screen.split("EXIT=")[1].split()
+    assert "icanon" in after and "echo" in after            # cooked mode and echo back
+    assert "TUBE" not in screen                              # the full screen is gone
+    return int(after[0])
+
+
+@needs_tmux
+def test_top_under_tmux(cli, bconn, tube):
+    for body in (b"1", b"2", b"3", b"4"):
+        bconn.put(body)
+    bconn.bury(bconn.reserve_job(bconn.peek_ready().jid).jid)
+    with top_in_tmux(cli, cli.env["BEANSTALK_URL"]) as sock:
         row = re.compile(r"^%s +3 +0 +0 +1 +0 +- " % re.escape(tube), re.M)
         screen = wait_screen(sock, lambda s: row.search(s) is not None)
         assert "TUBE" in screen and "READY" in screen and "beanstalkd " in screen
@@ -431,13 +466,23 @@ def test_top_under_tmux(cli, bconn, tube):
         # narrower window: redrawn within it
         subprocess.run(["tmux", "-L", sock, "resize-window", "-x", "60", "-y", "12"], check=True,
                        timeout=10)
-        screen = wait_screen(sock, lambda s: "TUBE" in s and all(
+        wait_screen(sock, lambda s: "TUBE" in s and all(
             len(line.rstrip()) <= 60 for line in s.splitlines()))
         subprocess.run(["tmux", "-L", sock, "send-keys", "q"], check=True, timeout=10)
-        screen = wait_screen(sock, lambda s: "EXIT=" in s and "echo" in s.split("EXIT=")[1])
-        after = screen.split("EXIT=")[1].split()
-        assert after[0] == "0"
-        assert "icanon" in after and "echo" in after            # cooked mode and echo back
-        assert "TUBE" not in screen                              # the full screen is gone
+        assert exit_screen(sock) == 0
+
+
+@needs_tmux
+def test_top_server_gone_exits_3_and_restores_terminal(cli):
+    port = free_port()
+    proc = start_beanstalkd(["-l", "127.0.0.1", "-p", str(port)])
+    try:
+        with top_in_tmux(cli, "127.0.0.1:%d" % port) as sock:
+            wait_screen(sock, lambda s: re.search(r"^default +0 ", s, re.M) is not None)
+            stop_beanstalkd(proc)
+            assert exit_screen(sock) == 3
+            screen = capture(sock)
+            assert re.search(r"^beanstalkc-fast: 127\.0\.0\.1:%d: .+$" % port, screen, re.M), screen
+            assert "Traceback" not in screen
     finally:
-        subprocess.run(["tmux", "-L", sock, "kill-server"], check=False, timeout=10)
+        stop_beanstalkd(proc)
