@@ -78,6 +78,10 @@ def bconn(conn_factory, tube):
     which is emptied afterwards."""
     c = conn_factory(tube, encoding=None)
     yield c
+    empty_tube(c, tube)
+
+
+def empty_tube(c, tube):
     c.use(tube)
     for peek in (c.peek_ready, c.peek_delayed, c.peek_buried):
         job = peek()
@@ -451,7 +455,11 @@ def exit_screen(sock):
 
 
 @needs_tmux
-def test_top_under_tmux(cli, bconn, tube):
+def test_top_under_tmux(cli, conn_factory):
+    # '$' sorts before the other tubes' names: the row is on screen however many
+    # tubes other tests left behind
+    tube = "$top-" + uuid.uuid4().hex[:12]
+    bconn = conn_factory(tube, encoding=None)
     for body in (b"1", b"2", b"3", b"4"):
         bconn.put(body)
     bconn.bury(bconn.reserve_job(bconn.peek_ready().jid).jid)
@@ -470,6 +478,7 @@ def test_top_under_tmux(cli, bconn, tube):
             len(line.rstrip()) <= 60 for line in s.splitlines()))
         subprocess.run(["tmux", "-L", sock, "send-keys", "q"], check=True, timeout=10)
         assert exit_screen(sock) == 0
+    empty_tube(bconn, tube)
 
 
 @needs_tmux
