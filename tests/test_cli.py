@@ -495,3 +495,47 @@ def test_top_server_gone_exits_3_and_restores_terminal(cli):
             assert "Traceback" not in screen
     finally:
         stop_beanstalkd(proc)
+
+
+# -- server-free pieces ------------------------------------------------------------
+
+@pytest.mark.parametrize("url, kwargs", [
+    ("localhost:11300", {"host": "localhost", "port": 11300}),
+    ("example.org", {"host": "example.org", "port": 11300}),
+    ("beanstalk://10.0.0.5:1234/", {"host": "10.0.0.5", "port": 1234}),
+    ("[::1]:11301", {"host": "::1", "port": 11301}),
+    ("beanstalk://[::1]", {"host": "::1", "port": 11300}),
+    ("unix:///run/beanstalkd.sock", {"unix_socket": "/run/beanstalkd.sock"}),
+])
+def test_parse_url(url, kwargs):
+    from beanstalkc_fast.cli import parse_url
+    assert parse_url(url) == kwargs
+
+
+@pytest.mark.parametrize("url", ["", "ftp://x:1", "host:0", "host:65536", "host:http", "[::1",
+                                 "unix://relative/path", ":11300", "[::1]x"])
+def test_parse_url_rejects(url):
+    from beanstalkc_fast.cli import UsageError, parse_url
+    with pytest.raises(UsageError):
+        parse_url(url)
+
+
+def test_table_fits_and_aligns():
+    from beanstalkc_fast.cli import table
+    lines = table(["TUBE", "READY"], [["a" * 200, 1], ["b", 12345]], width=30)
+    assert all(len(line) <= 30 for line in lines)
+    assert lines[1].endswith("~      1") and lines[2].endswith("  12345")
+    assert lines[2].startswith("b ")
+
+
+def test_parse_record_round_trips_body_fields():
+    from beanstalkc_fast.cli import UsageError, body_fields, parse_record
+    for body in (b"text \xe2\x98\x83", b"\x00\xff", b""):
+        rec = dict(body_fields(body), priority=1, ttr=2, delay=3, tube="t", state="buried")
+        job = parse_record(json.dumps(rec).encode(), 1)
+        assert (job["body"], job["priority"], job["ttr"], job["delay"], job["tube"],
+                job["state"]) == (body, 1, 2, 3, "t", "buried")
+    for bad in (b"[]", b'{"nobody": 1}', b'{"body": "x", "state": "reserved"}',
+                b'{"body": "!!", "body_encoding": "base64"}', b'{"body": "x", "ttr": true}'):
+        with pytest.raises(UsageError, match="line 7"):
+            parse_record(bad, 7)
