@@ -52,6 +52,9 @@ States are walked buried, delayed, ready. Paused tubes export too.
 With --move a job is deleted right after its line was written and flushed
 and nothing is held.
 
+If writing fails (disk full, closed pipe) the job being written is put back
+as it was, the held jobs are released, and export exits with status 1.
+
 Limits: jobs reserved by consumers are not exported. A consumer can take a
 ready job before the export reaches it. If the export is killed, held jobs
 go back to ready (held delayed jobs become ready early; at most one buried
@@ -462,7 +465,14 @@ class Exporter:
                 continue
             self.seen.add(jid)
             left = stats["time-left"] if stats["state"] == "delayed" else 0
-            self.write(self.record(jid, job.raw_body, stats, state, left))
+            try:
+                self.write(self.record(jid, job.raw_body, stats, state, left))
+            except (OSError, KeyboardInterrupt):    # not written: put it back as it was
+                if state == "buried":
+                    conn.bury(jid, stats["pri"])
+                else:
+                    conn.release(jid, stats["pri"], left)
+                raise
             if self.move:
                 self.delete(jid)
             elif state == "buried":
@@ -488,20 +498,19 @@ def cmd_export(conn: Connection, args: argparse.Namespace) -> int:
     conn.use(args.tube)
     exporter = Exporter(conn, args.tube, args.move, sys.stdout.buffer)
     states = EXPORT_ORDER if args.state == "all" else (args.state,)
+    lost = False
     try:
         for state in states:
             exporter.walk(state)
+    except SocketError:
+        lost = True       # the server gives the held jobs back when it sees the connection go
+        raise
     finally:
-        if not exporter.move and not conn_broken(conn):
+        if not lost:
             exporter.release_held()
     err("%s %d job%s from tube %s" % ("moved" if args.move else "exported", exporter.written,
                                       "" if exporter.written == 1 else "s", args.tube))
     return 0
-
-
-def conn_broken(conn: Connection) -> bool:
-    core = conn._core
-    return core is None or core.broken is not None
 
 
 def parse_record(line: bytes, number: int) -> Dict[str, Any]:
@@ -753,7 +762,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         if args.command == "export":    # the jobs not written stay on the server
-            err("output closed after %s" % ("the lines written so far",))
+            err("output closed; the jobs not written are still on the server")
+        return 1
+    except OSError as exc:              # writing the output (or reading a file) failed
+        err("%s: %s" % (exc.filename or "output", exc.strerror or exc))
         return 1
     except KeyboardInterrupt:
         err("interrupted")

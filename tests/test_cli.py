@@ -364,6 +364,21 @@ def test_export_move_killed_midway_loses_nothing(cli, bconn, tube):
     assert written, "the export was killed before it wrote anything"
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("move", [False, True], ids=["copy", "move"])
+def test_export_to_a_full_disk_keeps_every_job(cli, bconn, tube, move):
+    want = fill(bconn)
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "beanstalkc_fast", "export", tube] +
+                              ["--move"] * move, cwd=ROOT, env=cli.env, stdout=full,
+                              stderr=subprocess.PIPE, check=False, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "No space left" in err
+    assert bconn.stats_tube(tube)["current-jobs-reserved"] == 0   # held jobs given back
+    assert tube_bodies(bconn) == want
+
+
 def test_import_rejects_bad_input_before_sending(cli, bconn, tube):
     good = json.dumps({"body": "ok", "tube": tube}).encode()
     res = cli("import", input=good + b"\n{not json\n", rc=2)
