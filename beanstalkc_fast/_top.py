@@ -6,6 +6,7 @@ redraws at the new size. Standard-library curses only.
 """
 
 import os
+import sys
 import time
 from typing import Any, Dict, List, Optional
 
@@ -121,7 +122,13 @@ def run(conn: Connection, interval: float, where: str) -> int:
         import curses
     except ImportError:
         raise UsageError("top needs the curses module, which this Python lacks") from None
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("top needs a terminal (stdin and stdout)")
     for name in ("LINES", "COLUMNS"):   # curses would trust these over the real size
         os.environ.pop(name, None)
-    result: int = curses.wrapper(_loop, conn, interval, where)
+    try:
+        result: int = curses.wrapper(_loop, conn, interval, where)
+    except curses.error as exc:
+        raise UsageError("cannot drive the terminal (TERM=%s): %s"
+                         % (os.environ.get("TERM", ""), exc)) from None
     return result

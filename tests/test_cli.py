@@ -496,6 +496,11 @@ def test_top_under_tmux(cli, conn_factory):
     empty_tube(bconn, tube)
 
 
+def test_top_needs_a_terminal(cli):
+    res = cli("top", rc=2)                 # stdin and stdout are pipes here
+    assert "top needs a terminal" in res.err
+
+
 @needs_tmux
 def test_top_server_gone_exits_3_and_restores_terminal(cli):
     port = free_port()
