@@ -2,7 +2,7 @@ PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install -q
 TEST_DEPS = pytest PyYAML hypothesis
 
-.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean
+.PHONY: build test bench profile dist-check multi-python deps build-deps test-deps beanstalkd clean
 
 build: build-deps
 	BEANSTALKC_FAST_REQUIRE_EXTENSION=1 $(PYTHON) setup.py -q build_ext --inplace
@@ -25,8 +25,15 @@ deps: build-deps test-deps beanstalkd
 test: build test-deps beanstalkd
 	$(PYTHON) -m pytest -q tests
 
+# Builds the C reference client (cc -O2, benchmarks/build/), installs missing peers and matplotlib
+# into .venv-bench/, runs the benchmark (~2 min). BENCH_ARGS=--quick for a smoke run; see
+# benchmarks/README.md for the other options.
 bench: build beanstalkd
-	$(PYTHON) benchmarks/bench.py
+	$(PYTHON) benchmarks/bench.py $(BENCH_ARGS)
+
+# Instructions per operation under callgrind (valgrind), both cores. PROFILE_ARGS=-n 1000 etc.
+profile: build beanstalkd
+	$(PYTHON) benchmarks/profile.py $(PROFILE_ARGS)
 
 dist-check:
 	PYTHON=$(PYTHON) bash scripts/dist-check.sh
@@ -36,6 +43,6 @@ multi-python:
 	bash scripts/multi-python.sh $(MULTI_PYTHON_ARGS)
 
 clean:
-	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html \
+	rm -rf build dist wheelhouse *.egg-info benchmarks/build src/*.c src/*.html \
 	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
