@@ -33,7 +33,7 @@ bench: build beanstalkd
 
 # Instructions per operation under callgrind (valgrind), both cores. PROFILE_ARGS=-n 1000 etc.
 profile: build beanstalkd
-	$(PYTHON) benchmarks/profile.py $(PROFILE_ARGS)
+	$(PYTHON) benchmarks/instructions.py $(PROFILE_ARGS)
 
 dist-check:
 	PYTHON=$(PYTHON) bash scripts/dist-check.sh

@@ -3,7 +3,7 @@ core), the peer clients (greenstalk) and the project's own minimal C client
 (benchmarks/refclient.c), side by side in one run against one beanstalkd,
 interleaved round-robin, median of --repeat measurements, ratios to the C client.
 
-    python benchmarks/bench.py [--seconds 1] [--repeat 3] [--pin] [--quick]
+    python benchmarks/bench.py [--seconds 0.7] [--repeat 3] [--pin] [--quick]
                                [--no-peers] [--no-chart] [--publish]
                                [--workloads put,resdel,...] [--clients C,cython,...]
 
@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
 from dataclasses import dataclass
@@ -418,7 +419,7 @@ class Runner:
         self.port, self.pin, self.refclient = port, pin, refclient
         self.prefix, self.preexec = _pin_prefix(pin)
 
-    def _env(self, impl: str) -> Dict[str, str]:
+    def client_env(self, impl: str) -> Dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -454,13 +455,13 @@ class Runner:
             return {"skip": "no %s workload" % workload}
         return self._run([sys.executable, str(Path(__file__).resolve()), "--worker",
                           "--impl", client, "--port", str(self.port),
-                          "--workload", workload, "-n", str(n)], env=self._env(client))
+                          "--workload", workload, "-n", str(n)], env=self.client_env(client))
 
     def check_impl(self, impl: str) -> Optional[str]:
         """None when the core is importable as itself, else the reason."""
         code = "import beanstalkc_fast as b; print(b.IMPLEMENTATION)"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env=self._env(impl), cwd=tempfile.gettempdir())
+                           env=self.client_env(impl), cwd=tempfile.gettempdir())
         got = r.stdout.strip()
         if r.returncode != 0:
             return "import failed: %s" % (r.stderr.strip().splitlines() or ["?"])[-1]
@@ -564,7 +565,7 @@ def chart(cells: Cells, workloads: List[str], clients: List[str], title: str,
     ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="C client = 1")
     ax.set_xticks(range(len(rows)), rows)
     ax.set_ylabel("ops/s relative to the C client")
-    ax.set_title(title, fontsize=8)
+    ax.set_title("\n".join(textwrap.wrap(title, 120)), fontsize=8)
     ax.legend(fontsize=8, ncol=len(shown) + 1, loc="upper left")
     ax.set_ylim(0, max(1.25, max(c["ratio"] or 0 for c in cells.values()) * 1.15))
     fig.tight_layout()
@@ -577,7 +578,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=1.0, help="target seconds per measurement")
+    ap.add_argument("--seconds", type=float, default=0.7, help="target seconds per measurement")
     ap.add_argument("--repeat", type=int, default=3, help="measurements per cell (median)")
     ap.add_argument("--pin", action="store_true", help="server and clients on CPU 0 (taskset)")
     ap.add_argument("--quick", action="store_true",
