@@ -4,10 +4,11 @@
     python benchmarks/instructions.py [-n 1000] [--workloads put,resdel,put64k,stats]
                                       [--cores cython,python]
 
-`make profile` runs it. For each core and workload, one client process runs under
-`valgrind --tool=callgrind`: it connects, runs the operation N times, then 3N times,
-marking the sections with os.getppid(), before which callgrind dumps its counters
-(--dump-before=getppid). I(N) and I(3N) are the two sections' instructions;
+`make profile` runs it. For each core, one client process runs under
+`valgrind --tool=callgrind`: it connects, then for each workload (on its own tube)
+runs the operation N times, then 3N times, marking the sections with os.getppid(),
+before which callgrind dumps its counters (--dump-before=getppid). I(N) and I(3N)
+are the two sections' instructions;
 (I(3N) - I(N)) / 2N is the cost of one operation with interpreter startup, imports,
 connecting and the per-section overhead cancelled out. Prefill (resdel) and cleanup
 are done by this driver outside valgrind. Workloads: put (100 B body), resdel
@@ -62,20 +63,24 @@ OPS: Dict[str, Callable[[Any, int, bytes], None]] = {
     "put": _op_put, "put64k": _op_put, "resdel": _op_resdel, "stats": _op_stats}
 
 
-def client(workload: str, port: int, tube: str, n: int) -> None:
-    """The profiled process: connect, then run the workload's operation n times,
-    then 3n times, each section preceded and followed by the getppid() mark."""
+def client(plan: List[Tuple[str, int, str]], port: int) -> None:
+    """The profiled process: connect; then for each (workload, n, tube) of the plan,
+    switch to the tube and run the operation n times, then 3n times, with a
+    getppid() mark before and after each section (callgrind dumps at each mark)."""
     import beanstalkc_fast as bc
     c = bc.Connection(host="127.0.0.1", port=port, encoding=None)
-    c.use(tube)
-    c.watch(tube)
-    c.ignore("default")
-    op, body, mark = OPS[workload], b"x" * BODY[workload], os.getppid
-    mark()              # callgrind dumps: startup and connect
-    op(c, n, body)
-    mark()              # dumps: N operations
-    op(c, 3 * n, body)
-    mark()              # dumps: 3N operations
+    watched, mark = "default", os.getppid
+    for workload, n, tube in plan:
+        c.use(tube)
+        c.watch(tube)
+        c.ignore(watched)
+        watched = tube
+        op, body = OPS[workload], b"x" * BODY[workload]
+        mark()              # dump 3k+1: startup or the previous workload's tail, tube switch
+        op(c, n, body)
+        mark()              # dump 3k+2: N operations
+        op(c, 3 * n, body)
+        mark()              # dump 3k+3: 3N operations
     c.close()
 
 
@@ -107,32 +112,39 @@ def callgrind_total(out_file: str) -> int:
     raise SystemExit("no totals in %s" % out_file)
 
 
-def instructions(core: str, workload: str, n: int, port: int, tmp: str) -> Tuple[int, int]:
-    """(I(N), I(3N)): instructions of N and of 3N operations of `workload` in one
-    client process under callgrind."""
-    tube = "profile-%s-%s-%s" % (workload, core, uuid.uuid4().hex[:8])
-    helper = _connect(port, tube)
-    body = b"x" * BODY[workload]
-    if workload == "resdel":
-        for k in range(0, 4 * n, 10000):
-            helper.put_many([body] * min(10000, 4 * n - k))
-    out = os.path.join(tmp, "callgrind.%s.%s" % (core, workload))
+def instructions(core: str, sizes: Dict[str, int], port: int,
+                 tmp: str) -> Dict[str, Tuple[int, int]]:
+    """{workload: (I(N), I(3N))}: instructions of N and of 3N operations of each
+    workload, counted in one client process under callgrind."""
+    plan = [(w, n, "profile-%s-%s-%s" % (w, core, uuid.uuid4().hex[:8]))
+            for w, n in sizes.items()]
+    helpers = {}
+    for w, n, tube in plan:
+        helpers[w] = _connect(port, tube)
+        if w == "resdel":
+            body = b"x" * BODY[w]
+            for k in range(0, 4 * n, 10000):
+                helpers[w].put_many([body] * min(10000, 4 * n - k))
+    out = os.path.join(tmp, "callgrind." + core)
     env = bench.Runner(port, False, None).client_env(core)
     env["PYTHONHASHSEED"] = "0"
     cmd = ["valgrind", "--tool=callgrind", "--dump-before=getppid",
            "--callgrind-out-file=" + out, sys.executable, "-S", str(Path(__file__).resolve()),
-           "--client", workload, "--port", str(port), "--tube", tube, "-n", str(n)]
+           "--port", str(port), "--plan", ",".join("%s:%d:%s" % step for step in plan)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit("%s %s failed:\n%s" % (core, workload, r.stderr[-2000:]))
-    left = _drain(helper)
-    expected = 4 * n if workload in ("put", "put64k") else 0
-    if left != expected:
-        raise SystemExit("%s %s: %d jobs left in the tube, expected %d"
-                         % (core, workload, left, expected))
-    helper.close()
-    # dump k is everything before the k-th mark: .2 is N operations, .3 is 3N
-    return callgrind_total(out + ".2"), callgrind_total(out + ".3")
+        raise SystemExit("%s failed:\n%s" % (" ".join(cmd), r.stderr[-2000:]))
+    counts = {}
+    for k, (w, n, tube) in enumerate(plan):
+        left = _drain(helpers[w])
+        helpers[w].close()
+        expected = 4 * n if w in ("put", "put64k") else 0
+        if left != expected:
+            raise SystemExit("%s %s: %d jobs left in the tube, expected %d"
+                             % (core, w, left, expected))
+        counts[w] = (callgrind_total("%s.%d" % (out, 3 * k + 2)),
+                     callgrind_total("%s.%d" % (out, 3 * k + 3)))
+    return counts
 
 
 def main(argv: List[str] | None = None) -> None:
@@ -141,12 +153,12 @@ def main(argv: List[str] | None = None) -> None:
                     help="N: operations in the shorter section (put64k: N/10, stats: N/4)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--cores", default=",".join(bench.CORES))
-    ap.add_argument("--client", help=argparse.SUPPRESS)
+    ap.add_argument("--plan", help=argparse.SUPPRESS)       # client mode (internal)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--tube", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.client:
-        return client(args.client, args.port, args.tube, args.n)
+    if args.plan:
+        steps = [step.split(":") for step in args.plan.split(",")]
+        return client([(w, int(n), tube) for w, n, tube in steps], args.port)
 
     workloads = [w for w in args.workloads.split(",") if w]
     cores = [c for c in args.cores.split(",") if c]
@@ -168,10 +180,11 @@ def main(argv: List[str] | None = None) -> None:
             if why:
                 raise SystemExit("%s: %s" % (core, why))
         with tempfile.TemporaryDirectory(prefix="profile-") as tmp:
+            sizes = {w: max(10, args.n // SCALE.get(w, 1)) for w in workloads}
             for core in cores:
-                for w in workloads:
-                    n = max(10, args.n // SCALE.get(w, 1))
-                    one, three = instructions(core, w, n, port, tmp)
+                counts = instructions(core, sizes, port, tmp)
+                for w, n in sizes.items():
+                    one, three = counts[w]
                     per_op = (three - one) / (2 * n)
                     rows.append((w, core, n, per_op))
                     print("  %-7s %-7s N=%-6d I(N)=%d I(3N)=%d  -> %.0f per op"
