@@ -19,6 +19,7 @@ table goes to stdout and, with the JSON and the chart, to benchmarks/results/run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -46,7 +47,10 @@ REF_SRC = BENCH_DIR / "refclient.c"
 REF_EXE = BENCH_DIR / "build" / "refclient"
 RESULTS_DIR = BENCH_DIR / "results"          # published chart and table (committed)
 RUNS_DIR = RESULTS_DIR / "runs"              # every run's outputs (not committed)
-VENV = ROOT / ".venv-bench" / ("%s-%d.%d" % (sys.implementation.name, *sys.version_info[:2]))
+# the benchmark-only venv, one per base interpreter (same path inside the venv and outside it)
+VENV = ROOT / ".venv-bench" / ("%s-%d.%d-%s" % (
+    sys.implementation.name, *sys.version_info[:2],
+    hashlib.sha1(sys.base_prefix.encode()).hexdigest()[:8]))
 
 SYNC_WORKLOADS = ("put", "resdel", "cycle", "put64k", "stats")
 BATCH_WORKLOADS = ("pput", "pres")
