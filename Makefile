@@ -12,7 +12,7 @@ PIP_INSTALL = $(PYTHON) -m pip install -q
 TEST_DEPS = pytest PyYAML hypothesis
 DOCS_BUILD ?= docs/_build
 
-.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean docs venv
+.PHONY: build test bench profile dist-check multi-python deps build-deps test-deps beanstalkd clean docs venv
 
 venv: $(USE_VENV)
 
@@ -54,8 +54,15 @@ docs: $(USE_VENV)
 	BEANSTALKC_FAST_PUREPYTHON=1 $(PYTHON) -m sphinx -W --keep-going -q -b html docs $(DOCS_BUILD)/html
 	@echo "docs: $(DOCS_BUILD)/html/index.html"
 
+# Builds the C reference client (cc -O2, benchmarks/build/), installs missing peers and matplotlib
+# into .venv-bench/, runs the benchmark (~2 min). BENCH_ARGS=--quick for a smoke run; see
+# benchmarks/README.md for the other options.
 bench: build beanstalkd
-	$(PYTHON) benchmarks/bench.py
+	$(PYTHON) benchmarks/bench.py $(BENCH_ARGS)
+
+# Instructions per operation under callgrind (valgrind), both cores. PROFILE_ARGS=-n 1000 etc.
+profile: build beanstalkd
+	$(PYTHON) benchmarks/instructions.py $(PROFILE_ARGS)
 
 dist-check: $(USE_VENV)
 	PYTHON=$(PYTHON) bash scripts/dist-check.sh
@@ -65,6 +72,6 @@ multi-python:
 	bash scripts/multi-python.sh $(MULTI_PYTHON_ARGS)
 
 clean:
-	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html $(DOCS_BUILD) \
+	rm -rf build dist wheelhouse *.egg-info benchmarks/build src/*.c src/*.html $(DOCS_BUILD) \
 	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
