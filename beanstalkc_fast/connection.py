@@ -152,12 +152,7 @@ class Connection:
         core = self._core
         if core is None:
             return
-        if core.broken is None:
-            try:
-                core.sock.send(b"quit\r\n")
-            except OSError:
-                pass
-        core.close()
+        core.close(quit=True)
 
     def reconnect(self) -> None:
         """Close, connect again, and restore the used tube and the watch list."""
