@@ -10,11 +10,14 @@ timeouts, batches, reconnect after a server restart, a cut connection.
 import importlib.util
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 
 import pytest
 
+from beanstalkc_fast import SocketError
 from conftest import load_core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,3 +191,41 @@ def test_green(lib, core_name):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().startswith("OK "), proc.stdout
     assert int(proc.stdout.split()[-1]) >= 60
+
+
+# -- which sockets get direct-descriptor IO (Cython core) -------------------------------
+
+def test_direct_io_only_for_the_plain_stdlib_socket():
+    cy = load_core("cython")
+
+    class MySocket(socket.socket):
+        pass
+
+    plain = socket.socket()
+    sub = MySocket()
+    tls = ssl.create_default_context().wrap_socket(
+        socket.socket(), server_hostname="example.org", do_handshake_on_connect=False)
+    try:
+        assert cy._plain_socket(plain)
+        assert not cy._plain_socket(sub)
+        assert not cy._plain_socket(tls)
+    finally:
+        for s in (plain, sub, tls):
+            s.close()
+
+
+def test_socket_object_path_keeps_timeouts_and_replies(core):
+    """A socket subclass goes through its methods (Python-level timeouts) with
+    the same replies and errors as the descriptor path."""
+    class MySocket(socket.socket):
+        pass
+
+    a, peer = socket.socketpair()
+    sock = MySocket(a.family, a.type, fileno=a.detach())
+    c = core.Core(sock, 0.3)
+    peer.sendall(b"USING a\r\n")
+    assert c.request(b"use a\r\n") == ("USING", "a", None)
+    assert peer.recv(100) == b"use a\r\n"
+    with pytest.raises(SocketError, match="timed out"):
+        c.request(b"stats\r\n")
+    peer.close()
