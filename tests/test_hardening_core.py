@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-import beanstalkc_fast
 from beanstalkc_fast import ConnectionBroken, SocketError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
