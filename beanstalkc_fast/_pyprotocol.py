@@ -146,6 +146,14 @@ def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
 
 
+def _send_all(sock: Any, data: bytes) -> None:
+    """Send all of ``data`` through the socket object; its timeout bounds each
+    wait for buffer room, not the whole transfer (as SO_SNDTIMEO does)."""
+    view = memoryview(data)
+    while view:
+        view = view[sock.send(view, SEND_FLAGS):]
+
+
 def _prepare(sock: Any) -> None:
     """Make ``sock`` blocking and never raise SIGPIPE where a flag cannot."""
     sock.settimeout(None)
@@ -197,7 +205,7 @@ class Core:
     # -- IO -------------------------------------------------------------------
     def _send(self, data: bytes) -> None:
         """Send all of ``data`` (EPIPE as an error, never SIGPIPE)."""
-        self.sock.sendall(data, SEND_FLAGS)
+        _send_all(self.sock, data)
 
     def _recv_into(self, view: memoryview) -> int:
         """Read what is available into ``view`` (0 at EOF)."""

@@ -21,7 +21,8 @@ from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, Socket
                                     UnexpectedResponse)
 from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
                                          READ_CHUNK, SEND_FLAGS, WRITE_CHUNK, _UNSET, _clamp,
-                                         _prepare, _set_timeout, check_name, encode_body)
+                                         _prepare, _send_all, _set_timeout, check_name,
+                                         encode_body)
 from beanstalkc_fast import _pyprotocol
 
 cdef extern from *:
@@ -462,7 +463,7 @@ cdef class Core:
     cdef bytearray _buf
     cdef object _view
     cdef Py_ssize_t _pos, _end
-    cdef object _recv_into, _sendall
+    cdef object _recv_into
     cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
     cdef bint _short             # the kernel timeouts hold what was left after a signal
     cdef bint _at_base           # the socket timeouts are the plain per-command ones
@@ -487,7 +488,6 @@ cdef class Core:
         self._pos = 0
         self._end = 0
         self._recv_into = sock.recv_into
-        self._sendall = sock.sendall
         self._apply_timeout(timeout)
 
     @property
@@ -544,7 +544,7 @@ cdef class Core:
         cdef int err = 0, fd = self._fd
         cdef double started, wait
         if fd < 0:
-            self._sendall(data, SEND_FLAGS)
+            _send_all(self.sock, data)
             return 0
         if type(data) is not bytes:
             data = bytes(data)
