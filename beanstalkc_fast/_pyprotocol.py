@@ -49,11 +49,10 @@ def check_uint(name: str, value: Any, maximum: int = MAX_UINT32) -> int:
     -0.5 -> 0. The range is checked after truncation. bool is refused (a
     flag passed as a job id would name job 1), so are str, None, NaN, infinity.
     """
-    if type(value) is not int:
-        value = _truncate(name, value)
-    if value < 0 or value > maximum:
-        raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, value))
-    return value
+    number: int = value if type(value) is int else _truncate(name, value)
+    if number < 0 or number > maximum:
+        raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, number))
+    return number
 
 
 def _truncate(name: str, value: Any) -> int:
