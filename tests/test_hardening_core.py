@@ -259,3 +259,64 @@ def test_interrupted_batch_releases_reservations(conn, conn_factory, tube):
     with pytest.raises(ConnectionBroken):
         conn.stats()
     assert wait_for(lambda: producer.stats_tube(tube)["current-jobs-reserved"] == 0)
+
+
+# -- the two cores fail alike: same exception types, messages and broken state ----------------
+
+def _tiny_timeout(core):
+    c, peer = _core_on_pair(core, 1e-9)
+    return c, peer, lambda: c.request(b"stats\r\n")
+
+
+def _peer_gone(core):
+    c, peer = _core_on_pair(core, 5.0)
+    peer.close()
+    return c, peer, lambda: c.request(b"put 0 0 1 70000\r\n" + b"x" * 70000 + b"\r\n")
+
+
+def _peer_closes_after_command(core):
+    c, peer = _core_on_pair(core, 5.0)
+    peer.shutdown(socket.SHUT_WR)
+    return c, peer, lambda: c.request(b"stats\r\n")
+
+
+def _closed_while_in_use(core):
+    c, peer = _core_on_pair(core, 5.0)
+    threading.Timer(0.1, c.close).start()
+    return c, peer, lambda: c.request(b"reserve\r\n", None)
+
+
+def _used_after_close(core):
+    c, peer = _core_on_pair(core, 5.0)
+    c.close(quit=True)
+    return c, peer, lambda: c.request(b"stats\r\n")
+
+
+def _interrupted_batch(core):
+    c, peer = _core_on_pair(core, 5.0)
+
+    def commands():
+        yield b"stats\r\n"
+        raise KeyboardInterrupt
+
+    return c, peer, lambda: c.pipeline(commands(), [])
+
+
+@pytest.mark.parametrize("scenario", [_tiny_timeout, _peer_gone, _peer_closes_after_command,
+                                      _closed_while_in_use, _used_after_close,
+                                      _interrupted_batch], ids=lambda f: f.__name__[1:])
+def test_cores_fail_alike(both_cores, scenario):
+    outcomes = []
+    for core in both_cores:
+        c, peer, call = scenario(core)
+        with Watchdog(5):
+            try:
+                call()
+                outcome = ("ok",)
+            except BaseException as exc:  # noqa: BLE001
+                outcome = (type(exc), str(exc), c.broken)
+        outcomes.append(outcome)
+        c.close()
+        peer.close()
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] is not None and outcomes[0] != ("ok",)
