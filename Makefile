@@ -1,6 +1,6 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install -q
-TEST_DEPS = pytest PyYAML hypothesis
+TEST_DEPS = pytest PyYAML hypothesis gevent eventlet
 
 .PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean
 
@@ -14,7 +14,7 @@ build-deps:
 	  $(PIP_INSTALL) "Cython>=3" setuptools || $(PIP_INSTALL) --break-system-packages "Cython>=3" setuptools
 
 test-deps:
-	@$(PYTHON) -c "import pytest, yaml, hypothesis" 2>/dev/null || \
+	@$(PYTHON) -c "import pytest, yaml, hypothesis, gevent, eventlet" 2>/dev/null || \
 	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
 
 beanstalkd:

@@ -174,6 +174,7 @@ print("OK %d" % len(checks))
 '''
 
 
+@pytest.mark.server                            # the child starts its own beanstalkd
 @pytest.mark.parametrize("core_name", ["cython", "python"])
 @pytest.mark.parametrize("lib", ["gevent", "eventlet"])
 def test_green(lib, core_name):
