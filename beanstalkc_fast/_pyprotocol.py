@@ -255,13 +255,14 @@ class Core:
             except OSError:
                 pass
 
-    def close(self, quit: bool = False) -> None:
-        """Close the socket; the core stays broken. ``quit``: on a healthy
-        idle connection first send ``quit`` (never blocks, never raises). A
-        call blocked in another thread fails at once with SocketError; the
+    def close(self, quit: bool = False, reason: str = "closed") -> None:
+        """Close the socket; the core stays broken (``broken`` = ``reason``
+        unless it already was). ``quit``: on a healthy idle connection first
+        send ``quit`` (never blocks, never raises, never SIGPIPE). A call
+        blocked in another thread fails at once with SocketError; the
         descriptor is released when that call has left."""
         if self.broken is None:
-            self.broken = "closed"
+            self.broken = reason
             if quit and not self._busy:
                 try:
                     self.sock.send(b"quit\r\n", SEND_FLAGS | getattr(socket, "MSG_DONTWAIT", 0))

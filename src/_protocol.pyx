@@ -650,10 +650,10 @@ cdef class Core:
             except OSError:
                 pass
 
-    def close(self, quit=False):
+    def close(self, quit=False, reason="closed"):
         """Close the socket; the core stays broken (see the twin)."""
         if self.broken is None:
-            self.broken = "closed"
+            self.broken = reason
             if quit and not self._busy:
                 try:
                     self.sock.send(b"quit\r\n", SEND_FLAGS | getattr(socket, "MSG_DONTWAIT", 0))

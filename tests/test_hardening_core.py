@@ -320,3 +320,15 @@ def test_cores_fail_alike(both_cores, scenario):
         peer.close()
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] is not None and outcomes[0] != ("ok",)
+
+
+def test_close_reason_and_quit(core):
+    c, peer = _core_on_pair(core, 5.0)
+    c.close(quit=True, reason="closed by close()")
+    assert peer.recv(100) == b"quit\r\n"
+    with pytest.raises(ConnectionBroken, match=r"broken \(closed by close\(\)\)"):
+        c.request(b"stats\r\n")
+    c.close(quit=True, reason="again")               # idempotent, sends nothing more
+    assert c.broken == "closed by close()"
+    assert peer.recv(100) == b""
+    peer.close()
