@@ -93,7 +93,7 @@ def test_bad_body_caught_both_ways(conn, tube, body):
             assert isinstance(exc, BodyTypeError)
             assert "job body must be str or bytes, not " in str(exc)
         with pytest.raises(catch):
-            conn.put_many(["ok", body])
+            conn.put_many([body, "never sent"])
         conn.reconnect()
     assert conn.stats_tube(tube)["total-jobs"] == 0
     assert beanstalkc_fast.BodyTypeError is BodyTypeError
