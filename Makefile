@@ -9,7 +9,7 @@ PYTHON := $(VENV)/bin/python
 USE_VENV := $(PYTHON)
 endif
 PIP_INSTALL = $(PYTHON) -m pip install -q
-TEST_DEPS = pytest PyYAML hypothesis
+TEST_DEPS = pytest PyYAML hypothesis gevent eventlet
 DOCS_BUILD ?= docs/_build
 
 .PHONY: build test bench profile dist-check multi-python deps build-deps test-deps beanstalkd clean docs venv
@@ -35,7 +35,7 @@ build-deps: $(USE_VENV)
 	  $(PIP_INSTALL) --break-system-packages "Cython>=3" "setuptools>=77.0.3"
 
 test-deps: $(USE_VENV)
-	@$(PYTHON) -c "import pytest, yaml, hypothesis" 2>/dev/null || \
+	@$(PYTHON) -c "import pytest, yaml, hypothesis, gevent, eventlet" 2>/dev/null || \
 	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
 
 beanstalkd:

@@ -31,7 +31,7 @@ else:
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
                          DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, Pipeline)
-from .errors import (BadFormat, BatchError, BeanstalkcException, Buried,  # noqa: E402
+from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, Buried,  # noqa: E402
                      CommandFailed, ConcurrentUseError, ConnectionBroken, DeadlineSoon,
                      Draining, ExpectedCRLF, InternalError, JobTooBig, NotFound, NotIgnored,
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
@@ -43,5 +43,5 @@ __all__ = [
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
     "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
-    "InternalError",
+    "InternalError", "BodyTypeError",
 ]
