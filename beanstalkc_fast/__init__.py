@@ -29,6 +29,7 @@ from .errors import *  # noqa: E402,F401,F403
 from .errors import (BatchError, BeanstalkcException, Buried, CommandFailed, ConnectionBroken,  # noqa: E402,E501
                      ConcurrentUseError, DeadlineSoon, SocketError, UnexpectedResponse)
 from .job import Job  # noqa: E402
+from .worker import Worker  # noqa: E402,F401
 
 __all__ = [
     "Connection", "Job", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
