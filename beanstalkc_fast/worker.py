@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -343,6 +344,8 @@ class _Slot:
         self.held: Optional[Tuple[List[Job], float]] = None     # in the handler, since
         self.heartbeat: Optional[Heartbeat] = None              # the supervisor's
         self.abandoned = False
+        self.waiting = False                    # in reserve
+        self.interrupted = False
         self.thread = threading.Thread(target=self.run, daemon=True,
                                        name="beanstalkc_fast-worker-%d" % row)
 
@@ -377,6 +380,9 @@ class _Slot:
                         return
             except SocketError as exc:
                 self.broken = True
+                if w._stopping.is_set():            # e.g. interrupted at stop (see interrupt)
+                    log.debug("worker %d: %s while stopping", self.row, exc)
+                    return
                 delay = backoff.next()
                 log.warning("worker %d: %s; reconnecting in %.1f s", self.row, exc, delay)
                 w._stopping.wait(delay)
@@ -422,6 +428,7 @@ class _Slot:
         w = self.worker
         conn = self.conn
         assert conn is not None
+        self.waiting = True
         try:
             if w.batch is not None:
                 return conn.reserve_many(w.batch, w.reserve_timeout)
@@ -431,6 +438,8 @@ class _Slot:
             log.debug("worker %d: DEADLINE_SOON", self.row)
             w._stopping.wait(0.1)
             return []
+        finally:
+            self.waiting = False
         return [job] if job is not None else []
 
     def _handle(self, jobs: List[Job]) -> None:
@@ -663,6 +672,23 @@ class _Slot:
         finally:
             self.lock.release()
 
+    def interrupt(self) -> None:
+        """At stop: end the reserve this slot waits in now rather than at its
+        timeout. Half-closing the socket makes beanstalkd answer a waiting
+        reserve with TIMED_OUT; a job reserved in the meantime is released by
+        the slot (it never runs a handler once stopping) or by the server when
+        the connection closes. Without access to the socket, the reserve ends
+        at its timeout (``reserve_timeout``)."""
+        if not self.waiting or self.interrupted:
+            return
+        self.interrupted = True
+        sock = getattr(getattr(self.conn, "_core", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
     def abandon(self, grace: float) -> None:
         """Past the grace period: release the jobs of a handler still running
         (through this slot's connection) and let the thread go."""
@@ -705,8 +731,8 @@ class Worker:
 
     ``run()`` blocks until ``stop()``, SIGTERM or SIGINT (handlers installed
     when ``run()`` runs in the main thread and ``install_signals``). Then
-    no new job is taken (waiting reserves end within ``reserve_timeout``
-    seconds), running handlers get ``grace`` seconds to finish, and the jobs
+    no new job is taken (a waiting reserve is ended at once; at the latest
+    after ``reserve_timeout`` seconds), running handlers get ``grace`` seconds to finish, and the jobs
     of handlers still running are released with their priority kept. A second
     signal ends the grace period at once.
 
@@ -861,6 +887,8 @@ class Worker:
             if self._stopping.is_set():
                 if deadline is None:
                     deadline = now + self.grace
+                for slot in live:
+                    slot.interrupt()
                 if now >= deadline or self._hurry.is_set():
                     for slot in live:
                         slot.abandon(self.grace)
