@@ -228,7 +228,7 @@ class Ledger:
 
     def __init__(self, limit: int = 100_000) -> None:
         self._lock = threading.Lock()
-        self._running: Dict[int, int] = {}
+        self._running: Dict[int, Tuple[int, int]] = {}     # jid -> (epoch, jid)
         self._pending: "OrderedDict[int, Tuple[int, Outcome]]" = OrderedDict()
         self.limit = limit
         self.epoch = 0
@@ -253,26 +253,54 @@ class Ledger:
         """A slot reserved ``jid``: None (run it; now recorded as running),
         ``RUNNING`` (a handler of this worker runs it), or the outcome decided
         before that still has to be applied (now the caller's to settle)."""
-        with self._lock:
-            if jid in self._running:
-                return RUNNING
-            pending = self._pending.pop(jid, None)
-            self._running[jid] = self.epoch
-            return pending[1] if pending is not None else None
+        if self._pending:
+            with self._lock:
+                pending = self._pending.pop(jid, None)
+            if pending is not None:
+                self._running[jid] = (self.epoch, jid)
+                return pending[1]
+        # the common case without a lock: one atomic dict operation
+        entry = self.epoch, jid
+        if self._running.setdefault(jid, entry) is not entry:
+            return RUNNING
+        return None
+
+    def begin_many(self, jids: List[int]) -> List[Union[None, _Running, Outcome]]:
+        """``begin`` for every id, in order."""
+        if self._pending:
+            return [self.begin(jid) for jid in jids]
+        running, epoch = self._running, self.epoch
+        states: List[Union[None, _Running, Outcome]] = []
+        for jid in jids:
+            entry = epoch, jid
+            states.append(None if running.setdefault(jid, entry) is entry else RUNNING)
+        return states
+
+    def end_many(self, jids: Iterable[int]) -> None:
+        """``end`` for every id."""
+        jids = list(jids)
+        pop = self._running.pop
+        for jid in jids:
+            pop(jid, None)
+        if self._pending:
+            with self._lock:
+                for jid in jids:
+                    self._pending.pop(jid, None)
 
     def end(self, jid: int) -> None:
         """The server confirmed the outcome of ``jid`` (or the job is gone)."""
-        with self._lock:
-            self._running.pop(jid, None)
-            self._pending.pop(jid, None)
+        self._running.pop(jid, None)
+        if self._pending:
+            with self._lock:
+                self._pending.pop(jid, None)
 
     def unconfirmed(self, jid: int, outcome: Outcome) -> None:
         """The outcome of ``jid`` was decided but not confirmed (lost reply)."""
         with self._lock:
-            epoch = self._running.pop(jid, None)
-            if epoch is None or epoch != self.epoch:
+            entry = self._running.pop(jid, None)
+            if entry is None or entry[0] != self.epoch:
                 return              # the job went with a restarted server
-            self._pending[jid] = (epoch, outcome)
+            self._pending[jid] = (self.epoch, outcome)
             while len(self._pending) > self.limit:
                 self._pending.popitem(last=False)
 
@@ -343,6 +371,8 @@ class _Slot:
         self.broken = False
         self.held: Optional[Tuple[List[Job], float]] = None     # in the handler, since
         self.heartbeat: Optional[Heartbeat] = None              # the supervisor's
+        self.counts = worker._counters.array          # this slot's row of it
+        self.base = row * len(COUNTERS)
         self.abandoned = False
         self.waiting = False                    # in reserve
         self.interrupted = False
@@ -350,7 +380,7 @@ class _Slot:
                                        name="beanstalkc_fast-worker-%d" % row)
 
     def count(self, counter: int, n: int = 1) -> None:
-        self.worker._counters.add(self.row, counter, n)
+        self.counts[self.base + counter] += n
 
     # -- the thread ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -444,22 +474,34 @@ class _Slot:
 
     def _handle(self, jobs: List[Job]) -> None:
         w = self.worker
-        self.count(RESERVED, len(jobs))
+        self.counts[self.base + RESERVED] += len(jobs)
         if w._stopping.is_set():                    # stop: take no new job
             self._release(jobs)
             return
-        jobs = self._admit(jobs)
-        if not jobs:
-            return
-        for job in jobs:
-            _hook(w.on_start, job)
+        if len(jobs) == 1:
+            state = w.ledger.begin(jobs[0].jid)
+            if state is not None:
+                self._known(jobs[0], state)
+                return
+        else:
+            jobs = self._admit(jobs)
+            if not jobs:
+                return
+        if w.on_start is not None:
+            for job in jobs:
+                _hook(w.on_start, job)
+        results: Optional[List[object]] = None      # None: every job done
         self.held = (jobs, time.monotonic())
         self.lock.release()
         try:
             if w.batch is None:
-                results: List[object] = [w.handler(jobs[0])]
+                result = w.handler(jobs[0])
+                if isinstance(result, (Release, Bury)):
+                    results = [result]
             else:
-                results = batch_results(w.handler(jobs), len(jobs))
+                result = w.handler(jobs)
+                if result is not None:
+                    results = batch_results(result, len(jobs))
         except BaseException as exc:
             results = [exc] * len(jobs)
         finally:
@@ -469,23 +511,30 @@ class _Slot:
             self._settle(jobs, results)
 
     def _admit(self, jobs: List[Job]) -> List[Job]:
-        """The jobs to run; settles those the ledger knows (see Ledger)."""
-        ledger = self.worker.ledger
+        """The jobs of a batch to run; settles those the ledger knows."""
+        states = self.worker.ledger.begin_many([job.jid for job in jobs])
+        if not any(states):
+            return jobs
         fresh = []
-        for job in jobs:
-            state = ledger.begin(job.jid)
+        for job, state in zip(jobs, states):
             if state is None:
                 fresh.append(job)
-            elif state is RUNNING:
-                log.info("worker %d: job %d is already running here; released for 1 s",
-                         self.row, job.jid)
-                self._release([job], delay=1)
             else:
-                assert isinstance(state, Outcome)
-                log.info("worker %d: job %d already ran; applying its outcome (%s)",
-                         self.row, job.jid, state.action)
-                self._apply([job], [state])
+                self._known(job, state)
         return fresh
+
+    def _known(self, job: Job, state: Union[_Running, Outcome]) -> None:
+        """Settle a job the ledger knows (see Ledger): running here already
+        (put it back for a second), or run already (apply its outcome)."""
+        if state is RUNNING:
+            log.info("worker %d: job %d is already running here; released for 1 s",
+                     self.row, job.jid)
+            self._release([job], delay=1)
+        else:
+            assert isinstance(state, Outcome)
+            log.info("worker %d: job %d already ran; applying its outcome (%s)",
+                     self.row, job.jid, state.action)
+            self._apply([job], [state])
 
     def _release(self, jobs: List[Job], delay: int = 0) -> None:
         """Release jobs not run (or not finished), with their own priority."""
@@ -497,23 +546,17 @@ class _Slot:
                 continue
             self.count(RELEASED)
 
-    def _settle(self, jobs: List[Job], results: List[object]) -> None:
-        """Decide and apply the outcome of every job from its handler result."""
+    def _settle(self, jobs: List[Job], results: Optional[List[object]]) -> None:
+        """Decide and apply the outcome of every job from its handler result
+        (None: every job done)."""
         w = self.worker
         conn = self.conn
         assert conn is not None
-        if len(jobs) == 1 and jobs[0].reserved and outcome_of(results[0]) is DELETED:
-            job = jobs[0]                            # the common case: done, delete it
-            try:
-                conn.delete(job.jid)
-            except NotFound:
-                self._done(job, Outcome(LOST))
+        if results is None:
+            if jobs[0].reserved if len(jobs) == 1 else all(job.reserved for job in jobs):
+                self._delete(jobs)                  # the common case
                 return
-            except SocketError:
-                w.ledger.unconfirmed(job.jid, DELETED)
-                raise
-            self._done(job, DELETED)
-            return
+            results = [None] * len(jobs)
         outcomes: List[Outcome] = []
         try:
             for job, result in zip(jobs, results):
@@ -528,10 +571,44 @@ class _Slot:
             # simply run again when the server hands the job out again
             for job, outcome in zip(jobs, outcomes):
                 w.ledger.unconfirmed(job.jid, outcome)
-            for job in jobs[len(outcomes):]:
-                w.ledger.end(job.jid)
+            w.ledger.end_many(job.jid for job in jobs[len(outcomes):])
             raise
         self._apply(jobs, outcomes)
+
+    def _delete(self, jobs: List[Job]) -> None:
+        """Every job done: delete them (one command or batch), count them."""
+        w = self.worker
+        conn = self.conn
+        assert conn is not None
+        if len(jobs) == 1:
+            job = jobs[0]
+            try:
+                conn.delete(job.jid)
+            except NotFound as exc:
+                self._record(jobs, [DELETED], [exc])
+                return
+            except SocketError:
+                w.ledger.unconfirmed(job.jid, DELETED)
+                raise
+            job.reserved = False
+            w.ledger.end(job.jid)
+            self.counts[self.base + PROCESSED] += 1
+            if w.on_outcome is not None:
+                _hook(w.on_outcome, job, DELETED)
+            return
+        try:
+            replies = conn.delete_many(jobs, raise_errors=False)
+        except SocketError as exc:
+            confirmed = getattr(exc, "results", [])
+            self._record(jobs, [DELETED] * len(confirmed), confirmed)
+            for job in jobs[len(confirmed):]:
+                w.ledger.unconfirmed(job.jid, DELETED)
+            raise
+        if w.on_outcome is None and not any(replies):      # every reply None: deleted
+            w.ledger.end_many(job.jid for job in jobs)
+            self.counts[self.base + PROCESSED] += len(jobs)
+        else:
+            self._record(jobs, [DELETED] * len(jobs), replies)
 
     def _after_failure(self, conn: Connection, job: Job, error: BaseException) -> Outcome:
         try:
@@ -596,13 +673,17 @@ class _Slot:
                 replies = pipe.execute()
         except SocketError as exc:
             confirmed = getattr(exc, "results", [])
-            for (job, o), reply in zip(todo, confirmed):
-                self._done(job, Outcome(LOST) if isinstance(reply, NotFound) else o)
+            self._record([job for job, _ in todo], [o for _, o in todo], confirmed)
             for job, o in todo[len(confirmed):]:
                 self.worker.ledger.unconfirmed(job.jid, o)
             raise
-        for (job, o), reply in zip(todo, replies):
-            if isinstance(reply, BaseException):
+        self._record([job for job, _ in todo], [o for _, o in todo], replies)
+
+    def _record(self, jobs: List[Job], outcomes: List[Outcome], replies: List[Any]) -> None:
+        """The server's replies (None, or the exception) to the outcomes sent
+        for ``jobs``, in order (fewer replies: only those are recorded)."""
+        for job, o, reply in zip(jobs, outcomes, replies):
+            if reply is not None:
                 if not isinstance(reply, NotFound):
                     log.error("job %d: %s failed: %r", job.jid, o.action, reply)
                 o = Outcome(LOST, error=o.error)
@@ -623,7 +704,8 @@ class _Slot:
             self.count(LOST_)
             log.warning("job %d was lost before it could be settled (TTR ran out, or the "
                         "server restarted)", job.jid)
-        _hook(self.worker.on_outcome, job, outcome)
+        if self.worker.on_outcome is not None:
+            _hook(self.worker.on_outcome, job, outcome)
 
     # -- the supervisor's side (another thread) --------------------------------------------------
     def beat(self, now: float) -> None:
@@ -732,9 +814,9 @@ class Worker:
     ``run()`` blocks until ``stop()``, SIGTERM or SIGINT (handlers installed
     when ``run()`` runs in the main thread and ``install_signals``). Then
     no new job is taken (a waiting reserve is ended at once; at the latest
-    after ``reserve_timeout`` seconds), running handlers get ``grace`` seconds to finish, and the jobs
-    of handlers still running are released with their priority kept. A second
-    signal ends the grace period at once.
+    after ``reserve_timeout`` seconds), running handlers get ``grace``
+    seconds to finish, and the jobs of handlers still running are released
+    with their priority kept. A second signal ends the grace period at once.
 
     Hooks (optional, called in the worker thread; errors are logged):
     ``on_start(job)`` before the handler, ``on_outcome(job, outcome)`` after

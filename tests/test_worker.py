@@ -7,6 +7,7 @@ the IO-free policy parts on their own.
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -556,6 +557,7 @@ port, tube, mode, behaviour, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
 def handler(job):
+    print("started", job.jid, flush=True)
     if behaviour == "slow":
         time.sleep(1.0)
     elif behaviour == "hang":
@@ -578,7 +580,7 @@ def child(core, server):
             env["BEANSTALKC_FAST_PUREPYTHON"] = "1"
         proc = subprocess.Popen([sys.executable, "-c", CHILD, str(server.port), tube, mode,
                                  behaviour, str(concurrency)], cwd=ROOT, env=env,
-                                stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         procs.append(proc)
         return proc
 
@@ -587,7 +589,16 @@ def child(core, server):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        proc.stdout.close()
         proc.stderr.close()
+
+
+def read_line(proc, timeout=30):
+    """The next line the child prints; fails after ``timeout`` seconds."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        pytest.fail("the worker process printed nothing for %d s" % timeout)
+    return proc.stdout.readline()
 
 
 def watching(conn, tube):
@@ -613,7 +624,7 @@ def test_sigterm_during_a_job_finishes_and_deletes_it(conn, tube, child):
     proc = child(tube, behaviour="slow")
     wait_for(lambda: (watching(conn, tube) or {}).get("current-waiting") == 2, timeout=30)
     jid = conn.put("one second of work")
-    wait_for(lambda: conn.stats_tube(tube)["current-jobs-reserved"] == 1)
+    assert read_line(proc) == b"started %d\n" % jid          # the handler runs
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0, proc.stderr.read().decode()
     assert conn.peek(jid) is None                     # finished and deleted
@@ -626,7 +637,7 @@ def test_kill_9_of_the_worker_gives_its_job_back_within_ttr(conn, tube, child):
     # one dying connection to the other before it sees that one die too
     proc = child(tube, behaviour="hang", concurrency=1)
     jid = conn.put("orphan", ttr=3)
-    wait_for(lambda: conn.stats_job(jid)["state"] == "reserved", timeout=30)
+    assert read_line(proc) == b"started %d\n" % jid
     proc.kill()                                       # SIGKILL, by PID
     proc.wait()
     job = conn.reserve(timeout=3 + 2)                 # the server's guarantee: TTR at the latest
