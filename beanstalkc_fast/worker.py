@@ -398,7 +398,7 @@ class _Slot:
     def _loop(self) -> None:
         w = self.worker
         backoff = Backoff()
-        while not w._stopping.is_set():
+        while not w.stopping:
             try:
                 if self.conn is None or self.broken:
                     self._connect()
@@ -475,7 +475,7 @@ class _Slot:
     def _handle(self, jobs: List[Job]) -> None:
         w = self.worker
         self.counts[self.base + RESERVED] += len(jobs)
-        if w._stopping.is_set():                    # stop: take no new job
+        if w.stopping:                              # stop: take no new job
             self._release(jobs)
             return
         if len(jobs) == 1:
@@ -892,6 +892,7 @@ class Worker:
 
     def _init_runtime(self) -> None:
         self._stopping = threading.Event()
+        self.stopping = False           # set with _stopping; a plain read for the hot path
         self._hurry = threading.Event()
         self._tick = threading.Event()
         self._started = False
@@ -912,9 +913,6 @@ class Worker:
         """Totals over every thread or process so far (see Counters)."""
         return self._counters.totals()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
 
     def stop(self, grace: Optional[float] = None) -> None:
         """Ask ``run()`` to end (thread-safe, also from a handler); ``grace``
@@ -923,6 +921,7 @@ class Worker:
             self.grace = float(grace)
             if grace <= 0:
                 self._hurry.set()
+        self.stopping = True
         self._stopping.set()
         self._tick.set()
 
@@ -932,6 +931,7 @@ class Worker:
             self._hurry.set()
         else:
             log.info("signal %d: stopping", signum)
+            self.stopping = True
             self._stopping.set()
         self._tick.set()
 
