@@ -17,9 +17,9 @@ The policy parts do no IO and are shared with any other front end (asyncio):
 reconnects), ``Counters``.
 """
 
-import inspect
+from __future__ import annotations
+
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -864,6 +864,7 @@ class Worker:
         for option, why in _REFUSED_OPTIONS.items():
             if option in connection_options:
                 raise TypeError("Worker does not take %s: %s" % (option, why))
+        import inspect              # here: the package import stays light
         try:
             inspect.signature(Connection).bind(host, port, **connection_options)
         except TypeError as exc:
@@ -982,6 +983,7 @@ class Worker:
 
     # -- processes ------------------------------------------------------------------------------
     def _run_processes(self) -> None:
+        import multiprocessing
         ctx = multiprocessing.get_context(self.mp_context)
         shared = ctx.Array("q", self.concurrency * len(COUNTERS), lock=False)
         self._counters = Counters(self.concurrency, shared)

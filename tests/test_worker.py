@@ -208,6 +208,19 @@ def test_returned_job_is_deleted_with_hooks_and_counters(server, conn, tube, sta
     assert worker.counters["reserved"] == 1 and worker.counters["failed"] == 0
 
 
+def test_failing_hooks_are_logged_and_ignored(server, conn, tube, start, caplog):
+    def bad_hook(*args):
+        raise KeyError("hook bug")
+
+    jid = conn.put("x")
+    worker = worker_on(server, tube, lambda job: None, on_start=bad_hook, on_outcome=bad_hook)
+    with caplog.at_level(logging.ERROR, logger="beanstalkc_fast.worker"):
+        start(worker)
+        wait_for(lambda: worker.counters["processed"] == 1)
+    assert conn.peek(jid) is None
+    assert len([r for r in caplog.records if "hook" in r.getMessage()]) == 2
+
+
 def test_failing_three_times_then_succeeding(server, conn, tube, start, caplog):
     calls = []
 
@@ -630,6 +643,20 @@ def test_sigterm_during_a_job_finishes_and_deletes_it(conn, tube, child):
     assert conn.peek(jid) is None                     # finished and deleted
     stats = conn.stats_tube(tube)
     assert stats["cmd-delete"] == 1 and stats["current-jobs-reserved"] == 0
+
+
+def test_second_sigterm_ends_the_grace_period(conn, tube, child):
+    proc = child(tube, behaviour="hang", concurrency=1)       # grace: the default 30 s
+    jid = conn.put("stuck", priority=9)
+    assert read_line(proc) == b"started %d\n" % jid
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert proc.poll() is None                                # waiting for the handler
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0, proc.stderr.read().decode()
+    stats = conn.stats_job(jid)
+    assert (stats["state"], stats["pri"], stats["reserves"]) == ("ready", 9, 1)
+    assert b"releasing job(s) %d" % jid in proc.stderr.read()
 
 
 def test_kill_9_of_the_worker_gives_its_job_back_within_ttr(conn, tube, child):
