@@ -26,8 +26,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple,
-                    Union)
+from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set,
+                    Tuple, Union)
 
 from . import connection as _connection
 from .connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TUBE_NAME, Connection
@@ -170,6 +170,7 @@ class Heartbeat:
         self.due = reserved_at + first_check
         self.ttr: Optional[int] = None
         self.margin = margin
+        self.gone: Set[int] = set()         # ids that can no longer be touched
 
     def _slack(self) -> float:
         assert self.ttr is not None
@@ -723,36 +724,47 @@ class _Slot:
                 return
             conn = self.conn
             assert conn is not None
-            jobs = held[0]
+            jobs = [job for job in held[0] if job.jid not in hb.gone]
+            if not jobs:
+                hb.stop()
+                return
             if hb.ttr is None:
-                stats = [conn.stats_job(job.jid) for job in jobs]
+                stats = []
+                for job in jobs:
+                    try:
+                        stats.append(conn.stats_job(job.jid))
+                    except NotFound:
+                        self._gone(hb, job)
+                if not stats:
+                    hb.stop()
+                    return
                 hb.learned(time.monotonic(), min(int(s["ttr"]) for s in stats),
                            min(int(s["time-left"]) for s in stats))
                 if hb.due > time.monotonic():
                     return
-            if len(jobs) == 1:
-                conn.touch(jobs[0].jid)
-            else:
-                pipe = conn.pipeline()
-                for job in jobs:
-                    pipe.touch(job.jid)
-                for job, reply in zip(jobs, pipe.execute()):
-                    if isinstance(reply, BaseException):
-                        raise reply
+            pipe = conn.pipeline()
+            for job in jobs:
+                pipe.touch(job.jid)
+            for job, reply in zip(jobs, pipe.execute()):
+                if isinstance(reply, NotFound):
+                    self._gone(hb, job)
+                elif isinstance(reply, BaseException):
+                    raise reply
             hb.touched(time.monotonic())
             log.debug("worker %d: touched %d job(s)", self.row, len(jobs))
         except ConcurrentUseError:
             pass                                    # the handler uses job.conn itself
-        except NotFound as exc:
-            hb.stop()
-            log.warning("worker %d: a job of the running handler is no longer reserved by "
-                        "this worker (TTR ran out?): %s", self.row, exc)
         except (SocketError, CommandFailed) as exc:
             hb.stop()
             self.broken = isinstance(exc, SocketError) or self.broken
             log.warning("worker %d: heartbeat failed: %s", self.row, exc)
         finally:
             self.lock.release()
+
+    def _gone(self, hb: Heartbeat, job: Job) -> None:
+        hb.gone.add(job.jid)
+        log.warning("worker %d: job %d of the running handler is no longer reserved by this "
+                    "worker (its TTR ran out?)", self.row, job.jid)
 
     def interrupt(self) -> None:
         """At stop: end the reserve this slot waits in now rather than at its
@@ -781,8 +793,9 @@ class _Slot:
             if held is None:
                 return
             self.abandoned = True
-            log.error("worker %d: handler still running %.1f s after stop; releasing job(s) %s",
-                      self.row, grace, ", ".join(str(job.jid) for job in held[0]))
+            log.error("worker %d: handler still running at the end of the grace period "
+                      "(%.1f s); releasing job(s) %s", self.row, grace,
+                      ", ".join(str(job.jid) for job in held[0]))
             try:
                 if not self.broken:
                     self._release(held[0])
