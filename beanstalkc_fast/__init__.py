@@ -36,6 +36,7 @@ from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, 
                      Draining, ExpectedCRLF, InternalError, JobTooBig, NotFound, NotIgnored,
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
+from .worker import Worker  # noqa: E402,F401
 
 __all__ = [
     "Connection", "Pipeline", "Job", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
