@@ -44,5 +44,5 @@ __all__ = [
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
     "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
-    "InternalError", "BodyTypeError",
+    "InternalError", "BodyTypeError", "Worker",
 ]

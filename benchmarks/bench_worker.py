@@ -1,6 +1,6 @@
 """Overhead of beanstalkc_fast.Worker: a trivial handler through the Worker
 (single and batch mode, one thread) against the hand-written loops it replaces,
-per core, with the ratio; the minimal C client (../shared/bench/limit.c) as the
+per core, with the ratio; the project's C reference client (benchmarks/refclient.c) as the
 reference when it builds.
 
     python benchmarks/bench_worker.py [--jobs 20000] [--batch-jobs 200000]
@@ -8,9 +8,9 @@ reference when it builds.
 
 Rows:
   single  hand-written ``job = conn.reserve(timeout=1); job.delete()`` per job
-          vs ``Worker(handler)`` (C: limit.c ``resdel``, reserve-with-timeout 0 + delete)
+          vs ``Worker(handler)`` (C: refclient ``resdel``, reserve-with-timeout 0 + delete)
   batch   hand-written ``jobs = conn.reserve_many(512, timeout=1); conn.delete_many(jobs)``
-          vs ``Worker(handler, batch=512)`` (C: limit.c ``pres``, pipelined)
+          vs ``Worker(handler, batch=512)`` (C: refclient ``pres``, pipelined)
 
 Starts its own beanstalkd on a free loopback port and stops it by PID. Every
 measurement runs in its own subprocess on a fresh, prefilled tube (prefill
@@ -36,9 +36,6 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# ../shared/bench/limit.c next to the checkout (or next to a parent, for a worktree)
-LIMIT_SRC = next((p / "shared" / "bench" / "limit.c" for p in ROOT.parents
-                  if (p / "shared" / "bench" / "limit.c").is_file()), None)
 BATCH = 512
 KINDS = {"single": ("loop", "worker"), "batch": ("batchloop", "batchworker")}
 C_WORKLOAD = {"single": "resdel", "batch": "pres"}
@@ -179,12 +176,13 @@ def measure_c(limit, port, kind, n):
 
 
 def build_limit(tmp):
-    cc = shutil.which("cc")
-    if cc is None or LIMIT_SRC is None:
-        return None
-    exe = os.path.join(tmp, "limit")
-    r = subprocess.run([cc, "-O2", "-o", exe, str(LIMIT_SRC)], capture_output=True)
-    return exe if r.returncode == 0 else None
+    """The project's C reference client (benchmarks/refclient.c), built as bench.py builds it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import build_refclient
+    exe, why = build_refclient()
+    if exe is None:
+        print("C reference skipped: %s" % why, file=sys.stderr)
+    return exe
 
 
 def median(results, key):
@@ -232,7 +230,7 @@ def main():
         stop_server(proc)
 
     print("| core | mode | hand-written jobs/s | Worker jobs/s | Worker / hand-written "
-          "| CPU µs/job hand-written | CPU µs/job Worker | C jobs/s (limit.c) |")
+          "| CPU µs/job hand-written | CPU µs/job Worker | C jobs/s (refclient) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for core in cores:
         for kind, (loop, work) in KINDS.items():
