@@ -1088,8 +1088,8 @@ class Pipeline:
         """Queue a ``release`` (priority 0..2**32-1, delay in seconds, as
         ``Connection.release``); its result is None.
 
-        Unlike ``Job.release()``, the default priority is ``DEFAULT_PRIORITY``,
-        not the job's own.
+        Unlike ``Job.release()`` and ``Connection.release_many()``, the default
+        priority is ``DEFAULT_PRIORITY``, not the job's own.
         """
         return self._add(b"release %d %d %d\r\n" % (
             _jid(_id_of(jid)), check_uint("priority", priority), check_uint("delay", delay)),
