@@ -145,9 +145,12 @@ class Connection:
     stays closed until ``connect()`` or ``reconnect()``.
 
     Ranges: priorities are 0..2**32-1, 0 the most urgent; delays, TTRs and
-    timeouts are whole seconds, 0..2**32-1; job ids are ints up to 2**64-1. Arguments
-    are checked before anything is sent: ``ValueError`` for a number out of
-    range or an invalid tube name, ``TypeError`` for a value of the wrong type.
+    timeouts are whole seconds, 0..2**32-1; job ids up to 2**64-1. A finite
+    float (or Fraction, Decimal) is truncated toward zero, as beanstalkc's
+    ``%d`` did; the range is checked after that. Arguments are checked
+    before anything is sent: ``ValueError`` for a number out of range, NaN,
+    infinity or an invalid tube name, ``TypeError`` for a value of the wrong
+    type (a bool, a str, None; a body: ``BodyTypeError``).
 
     Every command can also raise: ``SocketError`` (the connection failed,
     timed out or was lost; it is broken from then on), ``ConnectionBroken``
@@ -155,7 +158,8 @@ class Connection:
     ``ConcurrentUseError`` (another thread is using it) and
     ``UnexpectedResponse`` (a reply the command does not allow).
 
-    A connection belongs to one thread; see the README for the contract.
+    A connection belongs to one thread; ``close()`` from another thread
+    wakes a call blocked in it with ``SocketError``.
     """
 
     # Class-level defaults, so that a subclass whose __init__ does not call
@@ -430,7 +434,8 @@ class Connection:
             SocketError: the reply was lost; the message says the job may or
                 may not have been inserted (never re-sent, also not with
                 ``auto_reconnect``).
-            ValueError, TypeError: a bad argument; nothing was sent.
+            ValueError, TypeError: a bad argument (a body neither str nor
+                bytes-like: ``BodyTypeError``); nothing was sent.
         """
         data = encode_put(body, priority, delay, ttr, self.encoding)
         try:
@@ -1083,8 +1088,8 @@ class Pipeline:
         """Queue a ``release`` (priority 0..2**32-1, delay in seconds, as
         ``Connection.release``); its result is None.
 
-        Unlike ``Job.release()``, the default priority is ``DEFAULT_PRIORITY``,
-        not the job's own.
+        Unlike ``Job.release()`` and ``Connection.release_many()``, the default
+        priority is ``DEFAULT_PRIORITY``, not the job's own.
         """
         return self._add(b"release %d %d %d\r\n" % (
             _jid(_id_of(jid)), check_uint("priority", priority), check_uint("delay", delay)),
