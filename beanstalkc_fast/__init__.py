@@ -30,14 +30,15 @@ else:
         IMPLEMENTATION = "python"
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
-                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection)
+                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, from_url)
+from .endpoint import Endpoint, parse_url  # noqa: E402
 from .errors import *  # noqa: E402,F401,F403
 from .errors import (BatchError, BeanstalkcException, Buried, CommandFailed, ConnectionBroken,  # noqa: E402,E501
                      ConcurrentUseError, DeadlineSoon, SocketError, UnexpectedResponse)
 from .job import Job  # noqa: E402
 
 __all__ = [
-    "Connection", "Job", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
+    "Connection", "Job", "from_url", "parse_url", "Endpoint", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
     "DEFAULT_PRIORITY", "DEFAULT_TTR", "DEFAULT_TUBE_NAME", "BeanstalkcException",
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken",

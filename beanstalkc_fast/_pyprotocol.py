@@ -94,6 +94,8 @@ def encode_put(body: Any, priority: Any, delay: Any, ttr: Any,
 
 def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
     """Kernel-side send/receive timeouts on a blocking socket (None: wait forever)."""
+    if type(sock) is not socket.socket:     # ssl.SSLSocket retries a kernel timeout forever
+        return sock.settimeout(seconds)
     if seconds is None:
         seconds = 0.0          # 0 means "no timeout" to the kernel
     elif seconds <= 0:

@@ -434,7 +434,7 @@ cdef class Core:
     def __init__(self, sock, timeout=None, max_body=MAX_BODY):
         sock.settimeout(None)
         self._fd = -1
-        if BSF_DIRECT_IO and isinstance(sock, socket.socket):
+        if BSF_DIRECT_IO and type(sock) is socket.socket:    # not ssl.SSLSocket: its bytes are records
             self._fd = sock.fileno()
         self.sock = sock
         self.timeout = timeout
