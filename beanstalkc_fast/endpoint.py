@@ -148,6 +148,7 @@ def _host_port(parts: SplitResult, url: str) -> Tuple[str, int]:
         inside, bracket, rest = netloc[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
             raise ValueError("URL %r: malformed [IPv6] host" % (url,))
+        inside = unquote(inside)            # a zone id: [fe80::1%25eth0]
         try:
             socket.inet_pton(socket.AF_INET6, inside.split("%", 1)[0])
         except OSError:
