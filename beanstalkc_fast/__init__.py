@@ -38,7 +38,8 @@ from .errors import (BatchError, BeanstalkcException, Buried, CommandFailed, Con
 from .job import Job  # noqa: E402
 
 __all__ = [
-    "Connection", "Job", "from_url", "parse_url", "Endpoint", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
+    "Connection", "Job", "from_url", "parse_url", "Endpoint", "IMPLEMENTATION", "DEFAULT_HOST",
+    "DEFAULT_PORT",
     "DEFAULT_PRIORITY", "DEFAULT_TTR", "DEFAULT_TUBE_NAME", "BeanstalkcException",
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken",

@@ -2,6 +2,7 @@
 certificates generated here by the ``openssl`` command (both cores)."""
 
 import os
+import select
 import shutil
 import signal
 import socket
@@ -232,7 +233,7 @@ def test_handshake_timeout_is_a_socket_error(make_conn, tunnel):
 
 def test_plain_server_is_a_socket_error(make_conn, tunnel):
     with pytest.raises(SocketError, match="TLS handshake"):
-        make_conn(tunnel.server.port, host="127.0.0.1", ssl=tunnel.context(), connect_timeout=5)
+        make_conn(tunnel.server.port, host="127.0.0.1", ssl=tunnel.context(), connect_timeout=1)
 
 
 def test_socket_timeout_bounds_connect_over_tls(make_conn, tunnel):
@@ -295,7 +296,7 @@ def test_reconnect_restores_tubes_over_tls(make_conn, tunnel, tube):
 
 
 def test_idle_tls_connection_is_not_taken_for_dead(make_conn, tunnel, monkeypatch):
-    """TLS 1.3 session tickets arrive unasked: the idle check must not reconnect for them."""
+    """auto_reconnect's idle check on a TLS connection keeps it (and its reservation)."""
     monkeypatch.setattr(beanstalkc_fast.connection, "IDLE_CHECK_AFTER", 0.0)
     c = make_conn(tunnel.ports["valid"], host="localhost", ssl=tunnel.context(),
                   auto_reconnect=True)
@@ -345,3 +346,20 @@ def test_from_url_beanstalks_with_context_keyword(tunnel, core, monkeypatch):
         c.close()
     with pytest.raises(SocketError, match="certificate verify failed"):
         beanstalkc_fast.from_url("beanstalks://localhost:%d" % tunnel.ports["valid"])
+
+
+def test_tls_peer_gone(tunnel):
+    """The idle check: session tickets the server sends unasked are not a
+    dead peer (a plain MSG_PEEK check would say so); a close is."""
+    from beanstalkc_fast.connection import _peer_gone
+    raw = socket.create_connection(("127.0.0.1", tunnel.ports["valid"]), 5)
+    with tunnel.context().wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.settimeout(None)
+        assert select.select([sock], [], [], 2)[0], "TLS 1.3 session tickets expected"
+        assert _peer_gone(sock) is False
+        assert sock.gettimeout() is None                     # its blocking mode is kept
+        sock.sendall(b"list-tube-used\r\n")
+        assert sock.recv(100) == b"USING default\r\n"       # nothing was consumed
+        sock.sendall(b"quit\r\n")
+        assert select.select([sock], [], [], 5)[0]
+        assert _peer_gone(sock) is True
