@@ -247,6 +247,7 @@ def test_socket_timeout_over_tls(make_conn, tunnel):
     c = make_conn(tunnel.ports["valid"], host="localhost", ssl=tunnel.context(),
                   socket_timeout=0.5)
     os.kill(tunnel.proc.pid, signal.SIGSTOP)       # stunnel frozen: no reply comes
+    os.waitpid(tunnel.proc.pid, os.WUNTRACED)      # ... once all its threads have stopped
     try:
         with pytest.raises(SocketError, match="timed out"):
             c.stats()
