@@ -7,13 +7,13 @@ Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin (``0``, ``false``,
 ``no`` or empty do not: read like setup.py reads its flags).
 """
 
-import os
+import os as _os
 
 __version__ = "0.1.0"
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+    return _os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
 if _flag("BEANSTALKC_FAST_PUREPYTHON"):
@@ -30,17 +30,20 @@ else:
         IMPLEMENTATION = "python"
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
-                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, from_url)
+                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, Pipeline, from_url)
 from .endpoint import Endpoint, parse_url  # noqa: E402
-from .errors import *  # noqa: E402,F401,F403
-from .errors import (BatchError, BeanstalkcException, Buried, CommandFailed, ConnectionBroken,  # noqa: E402,E501
-                     ConcurrentUseError, DeadlineSoon, SocketError, UnexpectedResponse)
+from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, Buried,  # noqa: E402
+                     CommandFailed, ConcurrentUseError, ConnectionBroken, DeadlineSoon,
+                     Draining, ExpectedCRLF, InternalError, JobTooBig, NotFound, NotIgnored,
+                     OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
 
 __all__ = [
-    "Connection", "Job", "from_url", "parse_url", "Endpoint", "IMPLEMENTATION", "DEFAULT_HOST",
-    "DEFAULT_PORT",
+    "Connection", "Pipeline", "Job", "from_url", "parse_url", "Endpoint", "IMPLEMENTATION",
+    "DEFAULT_HOST", "DEFAULT_PORT",
     "DEFAULT_PRIORITY", "DEFAULT_TTR", "DEFAULT_TUBE_NAME", "BeanstalkcException",
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
-    "BatchError", "ConcurrentUseError", "ConnectionBroken",
+    "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
+    "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
+    "InternalError", "BodyTypeError",
 ]
