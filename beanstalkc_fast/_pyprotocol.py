@@ -11,6 +11,7 @@ import math
 import numbers
 import os
 import socket
+import ssl
 import struct
 import sys
 from typing import Any, Iterable, List, Optional, Tuple
@@ -145,12 +146,22 @@ def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
 
 
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def send_flags(sock: Any, extra: int = 0) -> int:
+    """The flags for ``sock.send``: none on a TLS socket (``ssl.SSLSocket``
+    refuses any), else MSG_NOSIGNAL and ``extra``."""
+    return 0 if isinstance(sock, ssl.SSLSocket) else SEND_FLAGS | extra
+
+
 def _send_all(sock: Any, data: bytes) -> None:
     """Send all of ``data`` through the socket object; its timeout bounds each
     wait for buffer room, not the whole transfer (as SO_SNDTIMEO does)."""
     view = memoryview(data)
+    flags = send_flags(sock)
     while view:
-        view = view[sock.send(view, SEND_FLAGS):]
+        view = view[sock.send(view, flags):]
 
 
 def _prepare(sock: Any) -> None:
@@ -265,7 +276,7 @@ class Core:
             self.broken = reason
             if quit and not self._busy:
                 try:
-                    self.sock.send(b"quit\r\n", SEND_FLAGS | getattr(socket, "MSG_DONTWAIT", 0))
+                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
                 except OSError:
                     pass
         self._closing = True

@@ -11,11 +11,13 @@ import numbers
 import os
 import select
 import socket
+import ssl as ssl_module
 import time
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Union
 
 from . import _core
+from . import endpoint as _endpoint
 from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
                      SocketError, UnexpectedResponse, command_failed)
 from .job import Job
@@ -97,6 +99,8 @@ def _check_keepalive(name: str, value: Any) -> Optional[int]:
 def _peer_gone(sock: Any) -> bool:
     """Whether the peer already closed (or sent unasked-for bytes on) an idle
     socket, without blocking: a poll with timeout 0, then a 1-byte peek."""
+    if isinstance(sock, ssl_module.SSLSocket):
+        return _endpoint.tls_peer_gone(sock)
     try:
         if hasattr(select, "poll"):
             poller = select.poll()
@@ -128,7 +132,12 @@ class Connection:
     (the read deadline of every command; a reserve with a timeout is allowed
     that much longer, a reserve without one waits indefinitely), ``unix_socket``
     (a path, instead of host and port), ``keepalive_*`` (TCP keepalive idle
-    time, probe interval and probe count, seconds). TCP_NODELAY and
+    time, probe interval and probe count, seconds), ``ssl`` (True: TLS with
+    ``ssl.create_default_context()``, or an ``ssl.SSLContext``; certificates
+    and host names verified as the context says, the default verifies both)
+    and ``server_hostname`` (the name the certificate must carry; default:
+    ``host``). A failed TLS handshake is a SocketError saying why, before
+    anything is sent. TCP_NODELAY and
     SO_KEEPALIVE are on. Timeouts are None or seconds in (0, 1 year];
     ``connect_timeout`` left out means ``socket.getdefaulttimeout()`` at the
     time of connecting.
@@ -169,6 +178,8 @@ class Connection:
     unix_socket: Optional[str] = None
     encoding: Optional[str] = "utf-8"
     keepalive: Any = (60, 10, 3)
+    server_hostname: Optional[str] = None
+    _ssl_context: Optional[ssl_module.SSLContext] = None
     _parse = True
     _yaml: Optional[Callable[[str], Any]] = None
     _auto_reconnect = False
@@ -187,7 +198,8 @@ class Connection:
                  socket_timeout: Optional[float] = 60.0,
                  unix_socket: Optional[str] = None,
                  keepalive_idle: Optional[float] = 60, keepalive_interval: Optional[float] = 10,
-                 keepalive_count: Optional[int] = 3, auto_reconnect: bool = False) -> None:
+                 keepalive_count: Optional[int] = 3, auto_reconnect: bool = False,
+                 ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None) -> None:
         if parse_yaml is True:
             self._yaml = None
             self._parse = True
@@ -205,6 +217,11 @@ class Connection:
                           _check_keepalive("keepalive_interval", keepalive_interval),
                           _check_keepalive("keepalive_count", keepalive_count))
         self.auto_reconnect = auto_reconnect
+        self._ssl_context = _endpoint.ssl_context(ssl)
+        self.server_hostname = _endpoint.check_server_hostname(server_hostname)
+        if (self._ssl_context is not None and self._ssl_context.check_hostname
+                and unix_socket is not None and server_hostname is None):
+            raise ValueError("ssl over a unix_socket needs server_hostname= (the name to verify)")
         self._using = DEFAULT_TUBE_NAME
         self._watching = [DEFAULT_TUBE_NAME]
         self._core = None
@@ -282,15 +299,43 @@ class Connection:
         except OSError as exc:
             # args[0] is the OSError, as with beanstalkc
             raise SocketError(exc) from exc
+        if self._ssl_context is not None:
+            sock = self._tls_handshake(sock, self._ssl_context)
         core = self._core = _core.Core(sock, self.socket_timeout)
         self._closed = False
         self._request = self._retrying_request if self.auto_reconnect else core.request
         _LIVE.add(self)
+        if self._ssl_context is not None:
+            self._confirm_tls(core)
         for data, command, ok in self._restore_commands():
             status, value, _ = core.request(data)
             if status != ok:
                 raise _fail(command, status, value)
         self._last_io = time.monotonic()
+
+    def _tls_handshake(self, sock: socket.socket,
+                       context: ssl_module.SSLContext) -> ssl_module.SSLSocket:
+        """``sock`` wrapped in TLS, handshake done within connect_timeout;
+        on failure the socket is closed and SocketError says why."""
+        hostname = self.server_hostname or (None if self.unix_socket is not None else self.host)
+        try:
+            return context.wrap_socket(sock, server_hostname=hostname)
+        except (OSError, ValueError) as exc:    # SSLError, timeout, reset; bad hostname
+            sock.close()
+            where = self.unix_socket or "%s:%s" % (self.host, self.port)
+            raise SocketError(_endpoint.tls_failure(where, exc)) from exc
+
+    def _confirm_tls(self, core: Any) -> None:
+        # A TLS 1.3 server checks the client certificate after the client's
+        # handshake is done: one round trip makes a refusal fail here, in
+        # connect(), and not on the first command.
+        try:
+            core.request(b"list-tube-used\r\n")
+        except SocketError as exc:
+            where = self.unix_socket or "%s:%s" % (self.host, self.port)
+            raise SocketError("TLS connection to %s failed right after the handshake (a server "
+                              "closes here when it refuses a missing or untrusted client "
+                              "certificate): %s" % (where, exc)) from exc
 
     def _set_keepalive(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -1141,3 +1186,23 @@ def _id_of(job: JobOrId) -> int:
 
 def _jid(jid: Any) -> int:
     return check_uint("job id", jid, 2 ** 64 - 1)
+
+
+def from_url(url: str, **options: Any) -> Connection:
+    """A Connection to ``beanstalk://host[:port][/tube][?option=value&...]``,
+    ``beanstalks://...`` (TLS) or ``unix:///path/to/socket[?...]``; the tube
+    in the URL is used and watched, and ``default`` ignored. Keyword
+    ``options`` are Connection arguments and win over the query's (``ssl=``:
+    an SSLContext for a beanstalks:// URL). A bad URL or option is a
+    ValueError raised before connecting (see ``endpoint.parse_url``)."""
+    where = _endpoint.parse_url(url)
+    conn = Connection(**_endpoint.connection_kwargs(where, options))
+    if where.tube is not None and where.tube != DEFAULT_TUBE_NAME:
+        try:
+            conn.use(where.tube)
+            conn.watch(where.tube)
+            conn.ignore(DEFAULT_TUBE_NAME)
+        except BaseException:
+            conn.close()
+            raise
+    return conn

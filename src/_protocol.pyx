@@ -20,8 +20,8 @@ import _socket
 from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
                                     UnexpectedResponse)
 from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
-                                         READ_CHUNK, SEND_FLAGS, WRITE_CHUNK, _UNSET, _clamp,
-                                         _prepare, _send_all, _set_timeout, check_name,
+                                         READ_CHUNK, SEND_FLAGS, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
+                                         _prepare, _send_all, _set_timeout, check_name, send_flags,
                                          encode_body)
 from beanstalkc_fast import _pyprotocol
 
@@ -661,7 +661,7 @@ cdef class Core:
             self.broken = reason
             if quit and not self._busy:
                 try:
-                    self.sock.send(b"quit\r\n", SEND_FLAGS | getattr(socket, "MSG_DONTWAIT", 0))
+                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
                 except OSError:
                     pass
         self._closing = True
