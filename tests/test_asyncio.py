@@ -275,3 +275,43 @@ def test_cancelled_use_still_takes_effect(arun, tube):
         await c.reconnect()
         assert await c.using() == "moved-" + tube
     arun(body)
+
+
+def test_keepalive_options_applied(arun):
+    import socket
+
+    async def body(connect):
+        c = await connect(keepalive_idle=33, keepalive_interval=7, keepalive_count=4)
+        sock = c._transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 33
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 7
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+    arun(body)
+
+
+def test_bad_options_refused_before_connecting():
+    with pytest.raises(ValueError):
+        bsa.Connection(socket_timeout=-1)
+    with pytest.raises(ValueError):
+        bsa.Connection(connect_timeout="3")
+
+
+def test_waits_do_not_block_the_loop(arun, tube):
+    async def body(connect):
+        c = await connect()
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        t = asyncio.ensure_future(ticker())
+        assert await c.reserve(timeout=1) is None
+        t.cancel()
+        assert ticks >= 5
+    arun(body)
