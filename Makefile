@@ -1,19 +1,40 @@
-PYTHON ?= python3
+# The Python that builds, tests and builds the docs: a project virtual environment, $(VENV), made on
+# first use from $(BASE_PYTHON) with --system-site-packages (what that Python already has is reused, not
+# downloaded again; installs go into the venv, never into a system Python). `make test PYTHON=python3`
+# uses that interpreter directly instead (the CI does), as before.
+BASE_PYTHON ?= python3
+VENV ?= .venv
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(VENV)/bin/python
+USE_VENV := $(PYTHON)
+endif
 PIP_INSTALL = $(PYTHON) -m pip install -q
 TEST_DEPS = pytest PyYAML hypothesis
+DOCS_BUILD ?= docs/_build
 
-.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean
+.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean docs venv
+
+venv: $(USE_VENV)
+
+$(VENV)/bin/python:
+	@$(BASE_PYTHON) -m venv --system-site-packages $(VENV) || { rm -rf $(VENV); \
+	  echo "cannot make a virtual environment in $(VENV): on Debian/Ubuntu install python3-venv" \
+	       "(apt-get install python3-venv), or use an interpreter directly: make test PYTHON=python3" >&2; \
+	  exit 1; }
 
 build: build-deps
 	BEANSTALKC_FAST_REQUIRE_EXTENSION=1 $(PYTHON) setup.py -q build_ext --inplace
 
 # Cython and setuptools, only when missing. A Debian system Python refuses plain pip
 # (PEP 668); retry with --break-system-packages there.
-build-deps:
-	@$(PYTHON) -c "import setuptools, Cython; assert int(Cython.__version__.split('.')[0]) >= 3" 2>/dev/null || \
-	  $(PIP_INSTALL) "Cython>=3" setuptools || $(PIP_INSTALL) --break-system-packages "Cython>=3" setuptools
+# setuptools >= 77.0.3 reads the SPDX `license` of pyproject.toml.
+build-deps: $(USE_VENV)
+	@$(PYTHON) -c "import setuptools, Cython; assert int(Cython.__version__.split('.')[0]) >= 3; \
+	  v = tuple(int(x) for x in setuptools.__version__.split('.')[:3]); assert v >= (77, 0, 3)" 2>/dev/null || \
+	  $(PIP_INSTALL) "Cython>=3" "setuptools>=77.0.3" || \
+	  $(PIP_INSTALL) --break-system-packages "Cython>=3" "setuptools>=77.0.3"
 
-test-deps:
+test-deps: $(USE_VENV)
 	@$(PYTHON) -c "import pytest, yaml, hypothesis" 2>/dev/null || \
 	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
 	@$(PYTHON) -c "import uvloop" 2>/dev/null || $(PIP_INSTALL) uvloop 2>/dev/null || \
@@ -28,10 +49,18 @@ deps: build-deps test-deps beanstalkd
 test: build test-deps beanstalkd
 	$(PYTHON) -m pytest -q tests
 
+# The documentation site (Sphinx + MyST, pinned in docs/requirements.txt) into $(DOCS_BUILD)/html;
+# every warning is an error. It documents the API, which both cores share: the pure-Python one is used
+# so that no build is needed.
+docs: $(USE_VENV)
+	@$(PIP_INSTALL) -r docs/requirements.txt || $(PIP_INSTALL) --break-system-packages -r docs/requirements.txt
+	BEANSTALKC_FAST_PUREPYTHON=1 $(PYTHON) -m sphinx -W --keep-going -q -b html docs $(DOCS_BUILD)/html
+	@echo "docs: $(DOCS_BUILD)/html/index.html"
+
 bench: build beanstalkd
 	$(PYTHON) benchmarks/bench.py
 
-dist-check:
+dist-check: $(USE_VENV)
 	PYTHON=$(PYTHON) bash scripts/dist-check.sh
 
 # Wheel build + tests on every supported pyenv CPython (MULTI_PYTHON_ARGS=--server-free etc.)
@@ -39,6 +68,6 @@ multi-python:
 	bash scripts/multi-python.sh $(MULTI_PYTHON_ARGS)
 
 clean:
-	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html \
+	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html $(DOCS_BUILD) \
 	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
