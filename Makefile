@@ -37,6 +37,9 @@ build-deps: $(USE_VENV)
 test-deps: $(USE_VENV)
 	@$(PYTHON) -c "import pytest, yaml, hypothesis, gevent, eventlet" 2>/dev/null || \
 	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
+	@$(PYTHON) -c "import uvloop" 2>/dev/null || $(PIP_INSTALL) uvloop 2>/dev/null || \
+	  $(PIP_INSTALL) --break-system-packages uvloop 2>/dev/null || \
+	  echo "uvloop not installable here: the asyncio tests run on the default loop only"
 
 beanstalkd:
 	@bash scripts/ensure-beanstalkd.sh

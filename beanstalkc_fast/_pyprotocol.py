@@ -513,3 +513,149 @@ def _parse_int(arg: bytes, line: bytes) -> int:
     if value >= 1 << 64:
         raise UnexpectedResponse("integer out of range in reply %r" % (line,))
     return value
+
+
+# -- sans-IO reply reader --------------------------------------------------------
+
+def parse_head(line: bytes) -> Tuple[str, Any, int]:
+    """A reply line (without CRLF) as ``(status, value, body length)``; the
+    length is -1 when no body follows. UnexpectedResponse when malformed."""
+    status, sep, rest = line.partition(b" ")
+    try:
+        name = status.decode("ascii")
+    except UnicodeDecodeError:
+        name = ""
+    shape = _SHAPES.get(name, -1) if name else -1
+    if shape < 0:
+        raise UnexpectedResponse("unknown reply %r" % (line[:80],))
+    args = rest.split(b" ") if sep else []
+    if shape == 0:
+        if args:
+            raise UnexpectedResponse("unexpected arguments in %r" % (line,))
+        return name, None, -1
+    if shape == 5:
+        if len(args) != 1:
+            raise UnexpectedResponse("malformed reply %r" % (line,))
+        return name, check_name(args[0]).decode("ascii"), -1
+    nums = [_parse_int(a, line) for a in args]
+    if shape == 1 or shape == 2:
+        if len(nums) == 1:
+            return name, nums[0], -1
+        if shape == 2 and not nums:
+            return name, None, -1
+    elif shape == 3:
+        if len(nums) == 2:
+            return name, nums[0], nums[1]
+    elif len(nums) == 1:
+        return name, None, nums[0]
+    raise UnexpectedResponse("malformed reply %r" % (line,))
+
+
+class Reader:
+    """Sans-IO reply reader: owns the read buffer and turns the bytes received
+    into complete replies, with no IO of its own.
+
+    A transport writes into ``get_buffer()`` (a writable view of the free
+    space, never empty; an ``asyncio.BufferedProtocol`` hands it out as is),
+    reports the count with ``buffer_updated(n)``, then calls ``next_reply()``
+    until it returns None ("need more bytes"). A reply is
+    ``(status, value, body)``, parsed by the rules of ``Core``; a malformed
+    one raises UnexpectedResponse, after which the reader is unusable. A line
+    longer than MAX_LINE is refused whatever the chunking.
+    """
+
+    def __init__(self, max_body: int = MAX_BODY) -> None:
+        self.max_body = max_body
+        self._buf = bytearray(READ_CHUNK)
+        self._pos = 0
+        self._end = 0
+        self._need = 1                 # bytes wanted from _pos to make progress
+        self._head: Optional[Tuple[str, Any, int]] = None   # a line whose body is due
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Writable free space after the unread bytes (at least one byte).
+
+        The buffer is only moved or replaced here, never while a view handed
+        out earlier may still be in use; it grows by doubling at most, so a
+        lying body length costs no more than twice what the peer really sent.
+        """
+        have = self._end - self._pos
+        need = max(self._need, have + 1)
+        size = len(self._buf)
+        if have == 0 and size > 4 * READ_CHUNK and need <= READ_CHUNK:
+            self._buf = bytearray(READ_CHUNK)          # give back a body-sized buffer
+            self._pos = self._end = 0
+            size = READ_CHUNK
+        if self._pos and size - self._pos < need:
+            self._buf[:have] = self._buf[self._pos:self._end]
+            self._pos, self._end = 0, have
+        if self._end == size:
+            grown = bytearray(size + min(size, need - have))
+            grown[:have] = self._buf[self._pos:self._end]
+            self._buf = grown
+            self._pos, self._end = 0, have
+        return memoryview(self._buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last ``get_buffer()``."""
+        if not 0 <= nbytes <= len(self._buf) - self._end:
+            raise ValueError("buffer_updated(%d) exceeds the free space" % nbytes)
+        self._end += nbytes
+
+    def feed(self, data: bytes) -> None:
+        """Copy ``data`` into the buffer (for transports without recv_into)."""
+        view = memoryview(data)
+        while view:
+            room = self.get_buffer()
+            n = min(len(room), len(view))
+            room[:n] = view[:n]
+            room.release()
+            self.buffer_updated(n)
+            view = view[n:]
+
+    def next_reply(self) -> Optional[Reply]:
+        """The next complete reply, or None when more bytes are needed."""
+        buf = self._buf
+        head = self._head
+        if head is None:
+            eol = buf.find(b"\n", self._pos, self._end)
+            if eol < 0:
+                have = self._end - self._pos
+                if have > MAX_LINE:
+                    raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
+                self._need = have + 1
+                return None
+            if eol == self._pos or buf[eol - 1] != 13:
+                raise UnexpectedResponse("reply line not ended by CRLF")
+            if eol - self._pos > MAX_LINE:
+                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
+            line = bytes(buf[self._pos:eol - 1])
+            self._pos = eol + 1
+            head = parse_head(line)
+            if head[2] < 0:
+                if self._pos == self._end:
+                    self._pos = self._end = 0
+                self._need = 1
+                return head[0], head[1], None
+            if head[2] > self.max_body:
+                raise UnexpectedResponse("reply body of %d bytes exceeds %d"
+                                         % (head[2], self.max_body))
+            self._head = head
+        length = head[2]
+        if self._end - self._pos < length + 2:
+            self._need = length + 2
+            return None
+        end = self._pos + length
+        if buf[end:end + 2] != b"\r\n":
+            raise UnexpectedResponse("reply body not followed by CRLF")
+        body = bytes(buf[self._pos:end])
+        self._pos = end + 2
+        self._head = None
+        self._need = 1
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        return head[0], head[1], body
+
+    def pending(self) -> int:
+        """Bytes received but not yet returned as part of a reply."""
+        return self._end - self._pos

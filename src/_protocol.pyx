@@ -881,3 +881,183 @@ cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *lin
             raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
         v = v * 10 + d
     return v
+
+
+# -- sans-IO reply reader (twin: _pyprotocol.Reader) ------------------------------
+
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
+
+
+cdef class Reader:
+    """Sans-IO reply reader: owns the read buffer and turns the bytes received
+    into complete replies, with no IO of its own (see the twin for the contract)."""
+
+    cdef bytearray _buf
+    cdef Py_ssize_t _pos, _end, _need
+    cdef public object max_body
+    cdef bint _has_head             # a line was parsed; its body is due
+    cdef object _h_name, _h_value
+    cdef unsigned long long _h_len
+
+    def __init__(self, max_body=MAX_BODY):
+        self.max_body = max_body
+        self._buf = bytearray(READ_CHUNK)
+        self._pos = 0
+        self._end = 0
+        self._need = 1
+        self._has_head = False
+
+    def get_buffer(self, Py_ssize_t sizehint=-1):
+        """Writable free space after the unread bytes (at least one byte)."""
+        self._make_room()
+        return memoryview(self._buf)[self._end:]
+
+    cdef int _make_room(self) except -1:
+        cdef Py_ssize_t have = self._end - self._pos
+        cdef Py_ssize_t need = self._need if self._need > have else have + 1
+        cdef Py_ssize_t size = PyByteArray_GET_SIZE(self._buf)
+        cdef char *b
+        cdef bytearray grown
+        if have == 0 and size > 4 * C_READ_CHUNK and need <= C_READ_CHUNK:
+            self._buf = PyByteArray_FromStringAndSize(NULL, C_READ_CHUNK)
+            self._pos = self._end = 0
+            size = C_READ_CHUNK
+        if self._pos and size - self._pos < need:
+            b = PyByteArray_AS_STRING(self._buf)
+            memmove(b, b + self._pos, have)
+            self._pos = 0
+            self._end = have
+        if self._end == size:
+            grown = PyByteArray_FromStringAndSize(NULL, size + min(size, need - have))
+            memcpy(PyByteArray_AS_STRING(grown), PyByteArray_AS_STRING(self._buf) + self._pos,
+                   have)
+            self._buf = grown
+            self._pos = 0
+            self._end = have
+        return 0
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        """``nbytes`` were written at the start of the last ``get_buffer()``."""
+        if nbytes < 0 or nbytes > PyByteArray_GET_SIZE(self._buf) - self._end:
+            raise ValueError("buffer_updated(%d) exceeds the free space" % nbytes)
+        self._end += nbytes
+
+    def feed(self, data):
+        """Copy ``data`` into the buffer (for transports without recv_into)."""
+        cdef const unsigned char[:] view = memoryview(data).cast("B")
+        cdef Py_ssize_t done = 0, total = view.shape[0], n
+        while done < total:
+            self._make_room()
+            n = min(PyByteArray_GET_SIZE(self._buf) - self._end, total - done)
+            memcpy(PyByteArray_AS_STRING(self._buf) + self._end, &view[done], n)
+            self._end += n
+            done += n
+
+    def next_reply(self):
+        """The next complete reply ``(status, value, body)``, or None when more
+        bytes are needed."""
+        return self._next()
+
+    def pending(self):
+        """Bytes received but not yet returned as part of a reply."""
+        return self._end - self._pos
+
+    cdef object _next(self):
+        cdef const char *b
+        cdef const char *hit
+        cdef Py_ssize_t have, start
+        if not self._has_head:
+            b = PyByteArray_AS_STRING(self._buf)
+            have = self._end - self._pos
+            hit = <const char *>memchr(b + self._pos, b'\n', have)
+            if hit == NULL:
+                if have > C_MAX_LINE:
+                    raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
+                self._need = have + 1
+                return None
+            if hit == b + self._pos or (hit - 1)[0] != b'\r':
+                raise UnexpectedResponse("reply line not ended by CRLF")
+            if hit - (b + self._pos) > C_MAX_LINE:
+                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
+            start = self._pos
+            self._pos = (hit - b) + 1
+            if not self._parse_head(b + start, (hit - b) - 1 - start):
+                if self._pos == self._end:
+                    self._pos = self._end = 0
+                self._need = 1
+                return (self._h_name, self._h_value, None)
+            if self._h_len > self.max_body:
+                raise UnexpectedResponse("reply body of %d bytes exceeds %d"
+                                         % (self._h_len, self.max_body))
+            self._has_head = True
+        return self._body()
+
+    cdef object _body(self):
+        cdef Py_ssize_t n = <Py_ssize_t>self._h_len, end
+        cdef const char *b
+        cdef bytes body
+        if self._end - self._pos < n + 2:
+            self._need = n + 2
+            return None
+        b = PyByteArray_AS_STRING(self._buf)
+        end = self._pos + n
+        if b[end] != b'\r' or b[end + 1] != b'\n':
+            raise UnexpectedResponse("reply body not followed by CRLF")
+        body = PyBytes_FromStringAndSize(b + self._pos, n)
+        self._pos = end + 2
+        self._has_head = False
+        self._need = 1
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        return (self._h_name, self._h_value, body)
+
+    cdef int _parse_head(self, const char *line, Py_ssize_t llen) except -1:
+        """Parse a reply line into _h_name/_h_value/_h_len; 1 when a body follows."""
+        cdef Py_ssize_t sp = 0, start, pos, i
+        cdef int nargs = 0, shape
+        cdef tuple entry
+        cdef unsigned long long nums[2]
+        while sp < llen and line[sp] != b' ':
+            sp += 1
+        i = _status_index(line, sp)
+        if i < 0:
+            raise UnexpectedResponse("unknown reply %r" % (line[:min(llen, 80)],))
+        entry = <tuple>_STATUS_ENTRIES[i]
+        self._h_name = entry[0]
+        shape = entry[1]
+        self._h_value = None
+        if shape == 0:
+            if sp < llen:
+                raise UnexpectedResponse("unexpected arguments in %r" % (line[:llen],))
+            return 0
+        if shape == 5:
+            if sp == llen or memchr(line + sp + 1, b' ', llen - sp - 1) != NULL:
+                raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
+            self._h_value = check_name(line[sp + 1:llen]).decode("ascii")
+            return 0
+        pos = sp
+        while pos < llen:                  # line[pos] is a space
+            start = pos + 1
+            pos = start
+            while pos < llen and line[pos] != b' ':
+                pos += 1
+            if nargs < 2:
+                nums[nargs] = _parse_uint(line + start, pos - start, line, llen)
+            else:
+                _parse_uint(line + start, pos - start, line, llen)
+            nargs += 1
+        if shape == 1 or shape == 2:
+            if nargs == 1:
+                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                return 0
+            if shape == 2 and nargs == 0:
+                return 0
+        elif shape == 3:
+            if nargs == 2:
+                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                self._h_len = nums[1]
+                return 1
+        elif nargs == 1:
+            self._h_len = nums[0]
+            return 1
+        raise UnexpectedResponse("malformed reply %r" % (line[:llen],))

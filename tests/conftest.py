@@ -255,3 +255,24 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+
+
+# -- asyncio: both cores × both loops ----------------------------------------------
+
+@pytest.fixture(params=["asyncio", "uvloop"], ids=["asyncio-loop", "uvloop"])
+def loop_name(request):
+    return request.param
+
+
+@pytest.fixture
+def arun(loop_name, core, server, tube):
+    """Run ``async def body(connect)`` on the chosen loop with the chosen core."""
+    from asyncio_support import make_runner
+    return make_runner(loop_name, core, server.port, tube)
+
+
+@pytest.fixture
+def arun_fake(loop_name, core, tube):
+    """Like ``arun`` without a real server: ``connect(port=..., tube=None)``."""
+    from asyncio_support import make_runner
+    return make_runner(loop_name, core, None, None)

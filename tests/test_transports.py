@@ -87,3 +87,17 @@ def test_unix_socket(make_conn, unix_server):
 def test_unix_socket_missing_path_is_a_socket_error(make_conn, tmp_path):
     with pytest.raises(beanstalkc_fast.SocketError):
         make_conn(0, unix_socket=str(tmp_path / "nothing-here.sock"))
+
+
+def test_asyncio_unix_socket(arun, unix_server, core):
+    import beanstalkc_fast.asyncio as bsa
+
+    async def body(connect):
+        async with bsa.connect(unix_socket=unix_server, core=core) as c:
+            await c.use("transport")
+            jid = await c.put(b"\x00body\r\n")
+            assert (await c.peek(jid)).raw_body == b"\x00body\r\n"
+            await c.reconnect()
+            assert await c.using() == "transport"
+            await c.delete(jid)
+    arun(body)

@@ -1,0 +1,196 @@
+"""The sans-IO Reader of both cores against each other and against the
+blocking Core: byte streams split at arbitrary points give the same replies
+and the same exceptions."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import load_core
+
+from beanstalkc_fast.errors import SocketError, UnexpectedResponse
+
+NAME = st.text(alphabet="abcXYZ019-+/;.$_()", min_size=1, max_size=12).filter(
+    lambda s: not s.startswith("-"))
+BODY = st.binary(max_size=300)
+UINT = st.integers(0, 2 ** 64 - 1)
+
+
+def _with_body(status, jid, body):
+    head = b"%s %d %d" % (status, jid, len(body)) if jid is not None else \
+        b"%s %d" % (status, len(body))
+    return head + b"\r\n" + body + b"\r\n"
+
+
+GOOD = st.one_of(
+    st.builds(lambda n: b"INSERTED %d\r\n" % n, UINT),
+    st.builds(lambda j, b: _with_body(b"RESERVED", j, b), UINT, BODY),
+    st.builds(lambda j, b: _with_body(b"FOUND", j, b), UINT, BODY),
+    st.builds(lambda b: _with_body(b"OK", None, b), BODY),
+    st.sampled_from([b"DELETED\r\n", b"TIMED_OUT\r\n", b"NOT_FOUND\r\n", b"KICKED\r\n",
+                     b"BURIED\r\n", b"RELEASED\r\n", b"TOUCHED\r\n", b"NOT_IGNORED\r\n",
+                     b"PAUSED\r\n", b"DEADLINE_SOON\r\n", b"JOB_TOO_BIG\r\n"]),
+    st.builds(lambda n: b"USING %s\r\n" % n.encode(), NAME),
+    st.builds(lambda n: b"WATCHING %d\r\n" % n, st.integers(0, 2 ** 32)),
+    st.builds(lambda n: b"KICKED %d\r\n" % n, UINT),
+)
+BAD = st.one_of(
+    st.binary(max_size=40).map(lambda b: b + b"\r\n"),
+    st.sampled_from([b"INSERTED\r\n", b"INSERTED 1 2\r\n", b"INSERTED -1\r\n",
+                     b"INSERTED 18446744073709551616\r\n", b"DELETED 1\r\n",
+                     b"RESERVED 1 3\r\nabcd\r\n", b"OK 2\r\nab\n\n", b"INSERTED 1\n",
+                     b"\r\n", b"USING -x\r\n", b"USING a b\r\n", b"OK x\r\n",
+                     b"OK 99999999999\r\n", b"FOUND 1\r\n"]),
+)
+LONG = st.integers(1000, 1100).map(lambda n: b"INSERTED " + b"1" * n + b"\r\n")
+
+
+def run_reader(core, chunks):
+    """Every reply of ``chunks`` fed in order, then ("need more",) or the exception."""
+    reader = core.Reader(max_body=1 << 20)
+    out = []
+    try:
+        for chunk in chunks:
+            view = reader.get_buffer(-1)
+            assert len(view) > 0
+            pos = 0
+            while pos < len(chunk):          # the chunk may exceed the free space
+                view = reader.get_buffer(-1)
+                n = min(len(view), len(chunk) - pos)
+                view[:n] = chunk[pos:pos + n]
+                view.release()
+                reader.buffer_updated(n)
+                pos += n
+                while True:
+                    reply = reader.next_reply()
+                    if reply is None:
+                        break
+                    out.append(reply)
+    except (UnexpectedResponse, ValueError) as exc:
+        out.append((type(exc), str(exc)))
+        return out
+    out.append(("need more",))
+    return out
+
+
+class ChunkSocket:
+    """Hands out ``chunks`` to recv_into, one chunk (or the part that fits) per call."""
+
+    def __init__(self, chunks):
+        self.chunks = [c for c in chunks if c]
+
+    def settimeout(self, t):
+        pass
+
+    def setsockopt(self, *args):
+        pass
+
+    def sendall(self, data):
+        pass
+
+    def close(self):
+        pass
+
+    def recv_into(self, view):
+        if not self.chunks:
+            return 0
+        chunk = self.chunks[0]
+        n = min(len(chunk), len(view))
+        view[:n] = chunk[:n]
+        if n == len(chunk):
+            self.chunks.pop(0)
+        else:
+            self.chunks[0] = chunk[n:]
+        return n
+
+
+def run_core(core, chunks):
+    c = core.Core(ChunkSocket(chunks), None, 1 << 20)
+    out = []
+    while True:
+        try:
+            out.append(c.request(b"x\r\n"))
+        except SocketError:
+            out.append(("need more",))
+            return out
+        except (UnexpectedResponse, ValueError) as exc:
+            out.append((type(exc), str(exc)))
+            return out
+
+
+@st.composite
+def split_stream(draw, parts):
+    data = b"".join(draw(st.lists(parts, max_size=8)))
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
+    chunks, last = [], 0
+    for cut in cuts + [len(data)]:
+        chunks.append(data[last:cut])
+        last = cut
+    return chunks
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(split_stream(st.one_of(GOOD, GOOD, GOOD, BAD)))
+def test_readers_and_cores_agree(both_cores, chunks):
+    py, cy = both_cores
+    expected = run_reader(py, chunks)
+    assert run_reader(cy, chunks) == expected
+    assert run_core(py, chunks) == expected
+    assert run_core(cy, chunks) == expected
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(split_stream(st.one_of(GOOD, LONG)))
+def test_long_lines_refused_whatever_the_split(both_cores, chunks):
+    """A line over MAX_LINE bytes is refused by the Reader however it arrives
+    (the blocking Core refuses it at least when it arrives in pieces)."""
+    py, cy = both_cores
+    expected = run_reader(py, chunks)
+    assert run_reader(cy, chunks) == expected
+    long_line = any(len(line) > 1000 for line in b"".join(chunks).split(b"\n"))
+    assert (expected[-1][0] is UnexpectedResponse) == long_line
+    for core in (py, cy):
+        got = run_core(core, chunks)
+        assert got[:-1] == expected[:len(got) - 1]
+        assert got[-1][0] in (UnexpectedResponse, "need more")
+
+
+@pytest.mark.parametrize("name", ["python", "cython"])
+def test_reader_buffer_grows_for_a_body_and_shrinks_after(name):
+    core = load_core(name)
+    reader = core.Reader()
+    body = bytes(range(256)) * 1200                      # 300 KiB
+    data = b"RESERVED 7 %d\r\n" % len(body) + body + b"\r\nDELETED\r\n"
+    sizes, pos, replies = [], 0, []
+    while pos < len(data):
+        view = reader.get_buffer(-1)
+        sizes.append(len(view))
+        n = min(len(view), len(data) - pos, 50000)
+        view[:n] = data[pos:pos + n]
+        view.release()
+        reader.buffer_updated(n)
+        pos += n
+        reply = reader.next_reply()
+        while reply is not None:
+            replies.append(reply)
+            reply = reader.next_reply()
+    assert replies == [("RESERVED", 7, body), ("DELETED", None, None)]
+    assert max(sizes) >= 50000
+    assert len(reader.get_buffer(-1)) <= 1 << 16        # given back once empty
+
+
+@pytest.mark.parametrize("name", ["python", "cython"])
+def test_reader_refuses_body_over_max_body(name):
+    reader = load_core(name).Reader(max_body=10)
+    reader.feed(b"OK 11\r\n")
+    with pytest.raises(UnexpectedResponse, match="exceeds 10"):
+        reader.next_reply()
+
+
+@pytest.mark.parametrize("name", ["python", "cython"])
+def test_buffer_updated_checks_the_count(name):
+    reader = load_core(name).Reader()
+    room = len(reader.get_buffer(-1))
+    with pytest.raises(ValueError):
+        reader.buffer_updated(room + 1)
+    with pytest.raises(ValueError):
+        reader.buffer_updated(-1)
