@@ -279,7 +279,7 @@ def test_worker_buries_twice_and_checks_delete_with_stats(conn):
 def test_inspect_by_reserve_and_delayed_release(conn):
     # a console tool lists ready jobs by reserving each and releasing it with a
     # delay, so the next reserve does not get the same job again
-    jids = [conn.put("j%d" % i) for i in range(3)]
+    jids = [conn.put(f"j{i}") for i in range(3)]
     seen = []
     for _ in jids:
         job = conn.reserve(timeout=0)
