@@ -4,7 +4,8 @@ Monkey patching is process-wide, so every case runs a child process
 (GREEN_CHILD below) that patches first, then imports beanstalkc_fast with the
 chosen core, starts its own beanstalkd (stopped by PID) and runs the checks:
 puts, a reserve blocked in one greenlet while another puts, reserve and socket
-timeouts, batches, reconnect after a server restart, a cut connection.
+timeouts, batches, one connection used by several greenlets at once, a greenlet
+killed inside reserve(), reconnect after a server restart, a cut connection.
 """
 
 import importlib.util
@@ -41,7 +42,7 @@ else:
 
 import os, shutil, socket, subprocess, time
 import beanstalkc_fast
-from beanstalkc_fast import Connection, SocketError
+from beanstalkc_fast import ConcurrentUseError, Connection, ConnectionBroken, SocketError
 
 assert beanstalkc_fast.IMPLEMENTATION == want, beanstalkc_fast.IMPLEMENTATION
 checks = []
@@ -156,6 +157,47 @@ try:
     except SocketError as exc:
         check("cut connection", "closed" in str(exc) or "reset" in str(exc))
     wait(s)
+
+    # one connection used by greenlets at the same time (a web app's module-level
+    # connection under a greenlet server): those finding it busy get
+    # ConcurrentUseError with nothing sent, and every reply reaches its caller
+    outcomes = []
+
+    def shared_put(body):
+        try:
+            outcomes.append((producer.put(body), body))
+        except ConcurrentUseError:
+            outcomes.append((None, body))
+
+    for g in [spawn(shared_put, "shared %d" % i) for i in range(5)]:
+        wait(g)
+    done = {(jid, body) for jid, body in outcomes if jid is not None}
+    check("shared connection: one put at least", len(outcomes) == 5 and len(done) >= 1)
+    stored = set()
+    while True:
+        job = consumer.reserve(timeout=0)
+        if job is None:
+            break
+        stored.add((job.jid, job.body))
+        job.delete()
+    check("shared connection: stored exactly the accepted puts", stored == done)
+
+    # a greenlet killed while blocked in reserve() (a worker pool stopping): the
+    # connection is left broken, never out of step, and reconnect() restores it
+    g = spawn(consumer.reserve)
+    sleep(0.2)
+    g.kill()
+    try:
+        consumer.using()
+        check("killed reserve breaks the connection", False)
+    except ConnectionBroken as exc:
+        check("killed reserve breaks the connection", "interrupted" in str(exc))
+    consumer.reconnect()
+    check("reconnect after kill keeps the watch list", consumer.watching() == ["green"])
+    jid = producer.put("after kill")
+    job = consumer.reserve(timeout=1)
+    check("reserve after kill and reconnect", job is not None and job.jid == jid)
+    job.delete()
 
     # reconnect after a server restart
     auto = Connection("127.0.0.1", port, socket_timeout=5, auto_reconnect=True)
