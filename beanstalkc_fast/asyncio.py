@@ -319,6 +319,7 @@ class Connection(Commands, YamlOption):
     async def reconnect(self) -> None:
         """Close, connect again, and restore the used tube and the watch list."""
         await self.close()
+        self._closed = False       # a failed connect leaves it broken, not closed
         await self.connect()
 
     async def __aenter__(self) -> "Connection":
@@ -377,7 +378,9 @@ class Connection(Commands, YamlOption):
 
     async def _admit(self, size: int) -> None:
         """Wait until a command of ``size`` bytes may be written (its room is
-        then counted); reconnect first when broken and auto_reconnect is on."""
+        then counted); reconnect first when broken and auto_reconnect is on,
+        once: broken again before the command went out is ConnectionBroken."""
+        revived = False
         while True:
             if self._broken is not None:
                 if self._closed:
@@ -386,6 +389,10 @@ class Connection(Commands, YamlOption):
                 if not self.auto_reconnect:
                     raise ConnectionBroken(
                         "connection is broken (%s); call reconnect()" % self._broken)
+                if revived:
+                    raise ConnectionBroken("reconnect failed: the new connection broke "
+                                           "at once (%s)" % self._broken)
+                revived = True
                 await self._revive()
                 continue
             if not self._waiters and self._has_room(size):
