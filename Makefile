@@ -1,8 +1,9 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install -q
-TEST_DEPS = pytest PyYAML hypothesis
+TEST_DEPS = pytest pytest-xdist PyYAML hypothesis
+LINT_DEPS = ruff mypy cython-lint
 
-.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean
+.PHONY: build test lint lint-deps bench dist-check multi-python deps build-deps test-deps beanstalkd clean
 
 build: build-deps
 	BEANSTALKC_FAST_REQUIRE_EXTENSION=1 $(PYTHON) setup.py -q build_ext --inplace
@@ -14,8 +15,22 @@ build-deps:
 	  $(PIP_INSTALL) "Cython>=3" setuptools || $(PIP_INSTALL) --break-system-packages "Cython>=3" setuptools
 
 test-deps:
-	@$(PYTHON) -c "import pytest, yaml, hypothesis" 2>/dev/null || \
+	@$(PYTHON) -c "import pytest, xdist, yaml, hypothesis" 2>/dev/null || \
 	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
+
+lint-deps:
+	@$(PYTHON) -m ruff --version >/dev/null 2>&1 && $(PYTHON) -m mypy --version >/dev/null 2>&1 && \
+	  $(PYTHON) -m cython_lint.cython_lint --version >/dev/null 2>&1 || \
+	  $(PIP_INSTALL) $(LINT_DEPS) || $(PIP_INSTALL) --break-system-packages $(LINT_DEPS)
+
+# ruff (pyproject [tool.ruff]), mypy --strict over the package ([tool.mypy]), cython-lint over
+# the Cython core. Every check runs; the target fails if any of them failed.
+lint: lint-deps
+	@rc=0; \
+	echo "--- ruff"; $(PYTHON) -m ruff check beanstalkc_fast tests scripts benchmarks setup.py || rc=1; \
+	echo "--- mypy --strict"; $(PYTHON) -m mypy || rc=1; \
+	echo "--- cython-lint"; $(PYTHON) -m cython_lint.cython_lint src || rc=1; \
+	exit $$rc
 
 beanstalkd:
 	@bash scripts/ensure-beanstalkd.sh

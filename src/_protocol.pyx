@@ -18,7 +18,7 @@ import socket
 
 from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
                                     UnexpectedResponse)
-from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
+from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
                                          READ_CHUNK, WRITE_CHUNK, _set_timeout,
                                          check_name, encode_body)
 from beanstalkc_fast import _pyprotocol
