@@ -8,19 +8,27 @@ Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin.
 
 import os
 
+from ._interface import CoreModule
+
 __version__ = "0.1.0"
 
+# mypy checks that _pyprotocol provides everything a CoreModule promises
+# (tests/test_interface.py checks both cores at run time)
+_core: CoreModule
 if os.environ.get("BEANSTALKC_FAST_PUREPYTHON"):
-    from . import _pyprotocol as _core
+    from . import _pyprotocol
+    _core = _pyprotocol
     IMPLEMENTATION = "python"
 else:
     try:
-        from . import _protocol as _core  # type: ignore[attr-defined]
+        from . import _protocol  # type: ignore[attr-defined]
+        _core = _protocol
         IMPLEMENTATION = "cython"
     except ImportError:
         if os.environ.get("BEANSTALKC_FAST_REQUIRE_EXTENSION"):
             raise
-        from . import _pyprotocol as _core
+        from . import _pyprotocol
+        _core = _pyprotocol
         IMPLEMENTATION = "python"
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402

@@ -9,7 +9,7 @@ After any failure mid-reply it marks itself broken and refuses further use.
 import socket
 import struct
 import sys
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Tuple, cast
 
 from .errors import ConcurrentUseError, ConnectionBroken, SocketError, UnexpectedResponse
 
@@ -44,7 +44,7 @@ def check_uint(name: str, value: Any, maximum: int = MAX_UINT32) -> int:
         value = int(value)
     if value < 0 or value > maximum:
         raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, value))
-    return value
+    return cast(int, value)
 
 
 def check_name(name: Any) -> bytes:
@@ -317,7 +317,7 @@ class Core:
         try:
             name = status.decode("ascii")
         except UnicodeDecodeError:
-            name = None
+            name = ""
         shape = _SHAPES.get(name, -1) if name else -1
         if shape < 0:
             raise UnexpectedResponse("unknown reply %r" % (line[:80],))
@@ -348,7 +348,7 @@ _STR_KEYS = frozenset(("name", "tube", "state", "version", "hostname", "os",
                        "platform"))
 
 
-def _scalar(key: str, raw: str, str_keys: frozenset) -> Any:
+def _scalar(key: str, raw: str, str_keys: FrozenSet[str]) -> Any:
     if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
         return raw[1:-1]
     if key in str_keys or key in _STR_KEYS:
@@ -366,7 +366,7 @@ def _scalar(key: str, raw: str, str_keys: frozenset) -> Any:
     return raw
 
 
-def parse_yaml(body: bytes, str_keys: frozenset = frozenset()) -> Any:
+def parse_yaml(body: bytes, str_keys: FrozenSet[str] = frozenset()) -> Any:
     """The typed value of a stats or list reply: a dict or a list of str.
 
     Integers become int, ``rusage-*`` float, ``true``/``false`` bool, names,

@@ -4,7 +4,7 @@
 the subclasses let a caller catch exactly one status.
 """
 
-from typing import Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Type, cast
 
 
 class BeanstalkcException(Exception):
@@ -41,7 +41,7 @@ class CommandFailed(BeanstalkcException):
 
     @property
     def command(self) -> str:
-        return self.args[0]
+        return cast(str, self.args[0])
 
 
 class NotFound(CommandFailed):
@@ -100,12 +100,12 @@ class BatchError(BeanstalkcException):
     """Some items of a batch failed. ``results`` holds, for every item in
     order, its result or the exception it raised."""
 
-    def __init__(self, message: str, results: list) -> None:
+    def __init__(self, message: str, results: List[Any]) -> None:
         super().__init__(message, results)
         self.results = results
 
     @property
-    def errors(self) -> list:
+    def errors(self) -> List[BaseException]:
         return [r for r in self.results if isinstance(r, BaseException)]
 
 
