@@ -37,10 +37,12 @@ from .errors import *  # noqa: E402,F401,F403
 from .errors import (BatchError, BeanstalkcException, Buried, CommandFailed, ConnectionBroken,  # noqa: E402,E501
                      ConcurrentUseError, DeadlineSoon, SocketError, UnexpectedResponse)
 from .job import Job  # noqa: E402
+from .stats import JobStats, ServerStats, TubeStats  # noqa: E402
 
 __all__ = [
     "Connection", "Job", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
     "DEFAULT_PRIORITY", "DEFAULT_TTR", "DEFAULT_TUBE_NAME", "BeanstalkcException",
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken",
+    "ServerStats", "TubeStats", "JobStats",
 ]

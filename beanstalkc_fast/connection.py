@@ -14,6 +14,7 @@ from . import _core
 from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
                      SocketError, UnexpectedResponse, command_failed)
 from .job import Job
+from .stats import JobStats, ServerStats, TubeStats
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -363,15 +364,15 @@ class Connection:
             check_name(name), check_uint("delay", delay)), "PAUSED")
 
     # -- stats -------------------------------------------------------------------------
-    def stats(self) -> Any:
+    def stats(self) -> Union[ServerStats, Any]:
         """Server statistics."""
         return self._yaml_result("stats", b"stats\r\n", _SERVER_STR_KEYS)
 
-    def stats_tube(self, name: str) -> Any:
+    def stats_tube(self, name: str) -> Union[TubeStats, Any]:
         """Statistics of tube ``name``."""
         return self._yaml_result("stats-tube", b"stats-tube %s\r\n" % check_name(name), _NO_KEYS)
 
-    def stats_job(self, jid: int) -> Any:
+    def stats_job(self, jid: int) -> Union[JobStats, Any]:
         """Statistics of job ``jid``."""
         return self._yaml_result("stats-job", encode_id(b"stats-job ", jid), _NO_KEYS)
 
