@@ -37,8 +37,10 @@ beanstalkd:
 
 deps: build-deps test-deps beanstalkd
 
+# pytest-xdist workers: each starts its own beanstalkd; 0 runs the suite in this process
+PYTEST_WORKERS ?= 2
 test: build test-deps beanstalkd
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) tests
 
 bench: build beanstalkd
 	$(PYTHON) benchmarks/bench.py
@@ -52,5 +54,5 @@ multi-python:
 
 clean:
 	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html \
-	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache
+	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
