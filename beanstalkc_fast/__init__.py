@@ -3,19 +3,25 @@
 ``import beanstalkc_fast as beanstalkc`` is all an existing beanstalkc user
 changes. The wire work runs in a Cython core when it is built, else in its
 pure-Python twin; ``IMPLEMENTATION`` says which (``"cython"`` or ``"python"``).
-Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin.
+Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin (``0``, ``false``,
+``no`` or empty do not: read like setup.py reads its flags).
 """
 
-import os
+import os as _os
 
-from ._interface import CoreModule
+from ._interface import CoreModule as _CoreModule
 
 __version__ = "0.1.0"
 
+
+def _flag(name: str) -> bool:
+    return _os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 # mypy checks that _pyprotocol provides everything a CoreModule promises
 # (tests/test_interface.py checks both cores at run time)
-_core: CoreModule
-if os.environ.get("BEANSTALKC_FAST_PUREPYTHON"):
+_core: _CoreModule
+if _flag("BEANSTALKC_FAST_PUREPYTHON"):
     from . import _pyprotocol
     _core = _pyprotocol
     IMPLEMENTATION = "python"
@@ -25,24 +31,26 @@ else:
         _core = _protocol
         IMPLEMENTATION = "cython"
     except ImportError:
-        if os.environ.get("BEANSTALKC_FAST_REQUIRE_EXTENSION"):
+        if _flag("BEANSTALKC_FAST_REQUIRE_EXTENSION"):
             raise
         from . import _pyprotocol
         _core = _pyprotocol
         IMPLEMENTATION = "python"
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
-                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection)
-from .errors import *  # noqa: E402,F401,F403
-from .errors import (BatchError, BeanstalkcException, Buried, CommandFailed, ConnectionBroken,  # noqa: E402,E501
-                     ConcurrentUseError, DeadlineSoon, SocketError, UnexpectedResponse)
+                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, Pipeline)
+from .errors import (BadFormat, BatchError, BeanstalkcException, Buried,  # noqa: E402
+                     CommandFailed, ConcurrentUseError, ConnectionBroken, DeadlineSoon,
+                     Draining, ExpectedCRLF, InternalError, JobTooBig, NotFound, NotIgnored,
+                     OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
 from .stats import JobStats, ServerStats, TubeStats  # noqa: E402
 
 __all__ = [
-    "Connection", "Job", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
+    "Connection", "Pipeline", "Job", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
     "DEFAULT_PRIORITY", "DEFAULT_TTR", "DEFAULT_TUBE_NAME", "BeanstalkcException",
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
-    "BatchError", "ConcurrentUseError", "ConnectionBroken",
-    "ServerStats", "TubeStats", "JobStats",
+    "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
+    "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
+    "InternalError", "ServerStats", "TubeStats", "JobStats",
 ]

@@ -5,72 +5,109 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 if TYPE_CHECKING:
     from .connection import Connection
 
+_UNDECODED: Any = object()
+
 
 class Job:
     """A job: ``jid``, ``body``, the ``conn`` it came from, and whether this
     connection holds it ``reserved``.
 
-    ``body`` is decoded with the connection's encoding on first access; a body
-    that does not decode raises there, while ``raw_body`` and every method
-    still work, so no job is lost to a decoding error.
+    Made by ``reserve``/``reserve_job`` (``reserved=True``) and the ``peek``
+    commands (``reserved=False``). ``body`` is decoded with the connection's
+    encoding on first access; a body that does not decode raises
+    ``UnicodeDecodeError`` there, while ``raw_body`` (bytes) and every method
+    still work, so no job is lost to a decoding error. With
+    ``encoding=None`` ``body`` is the bytes.
+
+    The methods send one command on ``conn`` and raise what that
+    ``Connection`` method raises.
+
+    ``Job(conn, jid, body, reserved)`` builds one by hand as with beanstalkc
+    (a str body is kept as given, ``raw_body`` is its UTF-8 encoding). Jobs
+    take other attributes too (``job.data = ...``).
     """
 
-    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding")
+    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding", "__dict__")
 
-    def __init__(self, conn: "Connection", jid: int, body: bytes,
+    def __init__(self, conn: "Connection", jid: int, body: Union[str, bytes],
                  reserved: bool = True, encoding: Optional[str] = None) -> None:
         self.conn = conn
         self.jid = jid
-        self.raw_body = body
         self.reserved = reserved
         self._encoding = encoding
-        self._body: Any = None
+        if isinstance(body, str):
+            self._body: Any = body
+            self.raw_body = body.encode(encoding or "utf-8")
+        else:
+            self._body = _UNDECODED
+            self.raw_body = body
 
     @property
     def body(self) -> Union[str, bytes]:
-        if self._encoding is None:
-            return self.raw_body
-        if self._body is None:
-            self._body = self.raw_body.decode(self._encoding)
-        return self._body
+        """The body as str, decoded with the connection's encoding on first
+        access (then cached), or as bytes when the encoding is None.
+        ``UnicodeDecodeError`` when it does not decode; ``raw_body`` always
+        holds the bytes."""
+        body = self._body
+        if body is _UNDECODED:
+            if self._encoding is None:
+                return self.raw_body
+            body = self._body = self.raw_body.decode(self._encoding)
+        return body  # type: ignore[no-any-return]
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._body = value
 
     def __repr__(self) -> str:
-        return "<Job %d %s>" % (self.jid, "reserved" if self.reserved else "unreserved")
+        return "<%s %r %s>" % (type(self).__name__, self.jid,
+                               "reserved" if self.reserved else "unreserved")
 
     def _priority(self) -> int:
         stats = self.conn._stats_job_dict(self.jid)
         return int(stats["pri"])
 
     def delete(self) -> None:
-        """Delete this job."""
+        """Send ``delete`` for this job (``NotFound`` when it is gone or
+        reserved by another connection); it is no longer reserved."""
         self.conn.delete(self.jid)
         self.reserved = False
 
     def release(self, priority: Optional[int] = None, delay: int = 0) -> None:
-        """Release this job back to ready (keeping its priority unless given);
-        a no-op unless this connection holds it reserved."""
+        """Send ``release``: put this job back to ready (or delayed for ``delay``
+        seconds), keeping its priority unless ``priority`` (0..2**32-1, 0 the
+        most urgent) is given; keeping it costs a ``stats-job`` first.
+
+        A no-op unless this connection holds the job reserved (``reserved``).
+        """
         if self.reserved:
             pri = self._priority() if priority is None else priority
             self.conn.release(self.jid, pri, delay)
             self.reserved = False
 
     def bury(self, priority: Optional[int] = None) -> None:
-        """Bury this job (keeping its priority unless given); a no-op unless
-        this connection holds it reserved."""
+        """Send ``bury``: set this job aside until kicked, keeping its priority
+        unless ``priority`` (0..2**32-1) is given (a ``stats-job`` first).
+
+        A no-op unless this connection holds the job reserved (``reserved``).
+        """
         if self.reserved:
             pri = self._priority() if priority is None else priority
             self.conn.bury(self.jid, pri)
             self.reserved = False
 
     def kick(self) -> None:
-        """Kick this job if it is buried or delayed."""
+        """Send ``kick-job``: make this job ready if it is buried or delayed
+        (``NotFound`` otherwise)."""
         self.conn.kick_job(self.jid)
 
     def touch(self) -> None:
-        """Ask for more time to work on this job; a no-op unless reserved."""
+        """Send ``touch``: restart this job's TTR, so the server does not
+        release it to another worker yet; a no-op unless reserved."""
         if self.reserved:
             self.conn.touch(self.jid)
 
     def stats(self) -> Any:
-        """Statistics of this job (see ``Connection.stats_job``)."""
+        """Send ``stats-job``: this job's statistics (see ``Connection.stats_job``);
+        ``NotFound`` when the job is gone."""
         return self.conn.stats_job(self.jid)

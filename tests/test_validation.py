@@ -161,10 +161,12 @@ def test_bad_body_types(conn, tube, body):
 
 @pytest.mark.parametrize("body", [1, None, ["a"]], ids=["int", "none", "list"])
 def test_bad_body_types_put_many(conn, tube, body):
-    with pytest.raises(TypeError):
-        conn.put_many([b"ok", body])
+    # the items before the bad one are sent, it and the rest are not
+    with pytest.raises(TypeError) as info:
+        conn.put_many([b"ok", body, b"never"])
     conn.reconnect()
-    assert conn.stats_tube(tube)["total-jobs"] == 0
+    assert conn.stats_tube(tube)["total-jobs"] == 1
+    assert len(info.value.results) == 1
 
 
 def test_bad_body_put_many_keeps_connection(conn, tube):
