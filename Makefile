@@ -9,7 +9,7 @@ PYTHON := $(VENV)/bin/python
 USE_VENV := $(PYTHON)
 endif
 PIP_INSTALL = $(PYTHON) -m pip install -q
-TEST_DEPS = pytest "pytest-xdist>=3.2" PyYAML hypothesis
+TEST_DEPS = pytest "pytest-xdist>=3.2" PyYAML hypothesis gevent eventlet
 LINT_DEPS = ruff mypy cython-lint
 DOCS_BUILD ?= docs/_build
 
@@ -36,7 +36,7 @@ build-deps: $(USE_VENV)
 	  $(PIP_INSTALL) --break-system-packages "Cython>=3" "setuptools>=77.0.3"
 
 test-deps: $(USE_VENV)
-	@$(PYTHON) -c "import pytest, xdist, yaml, hypothesis" 2>/dev/null || \
+	@$(PYTHON) -c "import pytest, xdist, yaml, hypothesis, gevent, eventlet" 2>/dev/null || \
 	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
 
 lint-deps: $(USE_VENV)

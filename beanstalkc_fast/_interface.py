@@ -33,8 +33,10 @@ class CoreConnection(Protocol):
         """Send ``commands``, appending each reply to ``results`` in order."""
         ...
 
-    def close(self) -> None:
-        """Close the socket; the core stays broken."""
+    def close(self, quit: bool = False, reason: str = "closed") -> None:
+        """Close the socket; the core stays broken (``broken`` = ``reason``
+        unless it already was). ``quit``: first send ``quit`` on a healthy
+        idle connection. Safe from another thread."""
         ...
 
 

@@ -16,7 +16,7 @@ import weakref
 from typing import Any, Callable, Iterable, List, Optional, Union
 
 from . import _core
-from .errors import (ERROR_CLASSES, BatchError, ConcurrentUseError, ConnectionBroken, DeadlineSoon,
+from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
                      SocketError, UnexpectedResponse, command_failed)
 from .job import Job
 from .stats import JobStats, ServerStats, TubeStats
@@ -231,12 +231,8 @@ class Connection:
         seconds = _check_timeout("socket_timeout", seconds)
         self._socket_timeout = seconds
         core = self._core
-        if core is not None and core.broken is None:
-            core.timeout = seconds
-            try:
-                core.pipeline((), [])     # an empty batch: applies the new timeout, sends nothing
-            except ConcurrentUseError:
-                pass                      # in use by another thread: its next command applies it
+        if core is not None:
+            core.timeout = seconds        # the cores apply it from the next command on
 
     @property
     def auto_reconnect(self) -> bool:
@@ -326,13 +322,7 @@ class Connection:
         core = self._core
         if core is None:
             return
-        if core.broken is None:
-            try:
-                core.sock.send(b"quit\r\n")
-            except OSError:
-                pass
-            core.broken = "closed by close()"
-        core.close()
+        core.close(quit=True, reason="closed by close()")
 
     def reconnect(self) -> None:
         """Close, connect again, and restore the used tube and the watch list.

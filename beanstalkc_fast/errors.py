@@ -122,6 +122,13 @@ class InternalError(CommandFailed):
     status = "INTERNAL_ERROR"
 
 
+class BodyTypeError(TypeError, AssertionError):
+    """A job body that is neither str nor bytes-like (or a str when the
+    connection's encoding is None). A TypeError, and an AssertionError as
+    beanstalkc raised: ``except TypeError`` and ``except AssertionError``
+    both catch it. Nothing was sent."""
+
+
 class ConcurrentUseError(BeanstalkcException):
     """Two threads used one connection at the same time.
 

@@ -245,14 +245,10 @@ def test_reserve_float_timeout_sends_truncated_and_waits_that(conn):
     assert sent == [(b"reserve-with-timeout 1\r\n", 1)]
 
 
-def test_settimeout_on_the_raw_socket(conn, core, request):
+def test_settimeout_on_the_raw_socket(conn, core):
     # a logging handler in the wild does conn._socket.settimeout(5) after
-    # connecting: Python then keeps the descriptor non-blocking, so no core
-    # may read it directly as a blocking one
-    if core.__name__.endswith("._protocol"):
-        # XPASS once the core branch (no direct IO on a non-blocking socket) is merged
-        request.applymarker(pytest.mark.xfail(
-            reason="Cython core reads the descriptor as a blocking one", strict=False))
+    # connecting: Python then makes the descriptor non-blocking, and the core
+    # must neither report that as a timeout nor break the connection
     conn._socket.settimeout(5)
     assert conn.reserve(timeout=1) is None
     assert conn.using()

@@ -482,7 +482,7 @@ def test_refcounts_on_error_paths(conn, tiny):
     bump_ids(conn)
     missing = fresh(MISSING_ID)
     ids = [fresh(MISSING_ID + 1), fresh(MISSING_ID + 2)]
-    bad_priority = 1.5
+    bad_priority = "1"
     big = fresh(b"z" * (TINY_MAX_JOB + 1))
     small = fresh(b"small")
     batch = [small, big, small]

@@ -199,10 +199,10 @@ class FakeSock:
             self.chunks.pop(0)
         return n
 
-    def sendall(self, data):
+    def sendall(self, data, flags=0):
         self.sent += bytes(data)
 
-    def send(self, data):
+    def send(self, data, flags=0):
         self.sent += bytes(data)
         return len(data)
 
