@@ -21,6 +21,7 @@ from . import endpoint as _endpoint
 from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
                      SocketError, UnexpectedResponse, command_failed)
 from .job import Job
+from .stats import JobStats, ServerStats, TubeStats
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -775,7 +776,7 @@ class Connection:
             check_name(name), check_uint("delay", delay)), "PAUSED")
 
     # -- stats -------------------------------------------------------------------------
-    def stats(self) -> Any:
+    def stats(self) -> Union[ServerStats, Any]:
         """Send ``stats``: the server's statistics.
 
         Returns:
@@ -785,7 +786,7 @@ class Connection:
         """
         return self._yaml_result("stats", b"stats\r\n", _SERVER_STR_KEYS)
 
-    def stats_tube(self, name: str) -> Any:
+    def stats_tube(self, name: str) -> Union[TubeStats, Any]:
         """Send ``stats-tube``: the statistics of tube ``name`` (a dict, as ``stats``).
 
         Raises:
@@ -794,7 +795,7 @@ class Connection:
         """
         return self._yaml_result("stats-tube", b"stats-tube %s\r\n" % check_name(name), _NO_KEYS)
 
-    def stats_job(self, jid: int) -> Any:
+    def stats_job(self, jid: int) -> Union[JobStats, Any]:
         """Send ``stats-job``: the statistics of job ``jid`` (up to 2**64-1), a dict as ``stats``.
 
         Keys include ``tube``, ``state`` (ready, delayed, reserved, buried),
@@ -805,11 +806,11 @@ class Connection:
         """
         return self._yaml_result("stats-job", encode_id(b"stats-job ", jid), _NO_KEYS)
 
-    def _stats_job_dict(self, jid: int) -> dict:
+    def _stats_job_dict(self, jid: int) -> JobStats:
         """stats-job as a dict, also when parse_yaml is off; through
         ``stats_job`` (which a subclass may override) when it is on."""
         if self._parse:
-            return self.stats_job(jid)  # type: ignore[no-any-return]
+            return self.stats_job(jid)
         status, value, body = self._request(encode_id(b"stats-job ", jid))
         if status != "OK":
             raise _fail("stats-job", status, value)
