@@ -16,8 +16,8 @@ import math
 import os
 import sys
 import time
-from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Sequence,
-                    Set, Tuple)
+from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, NoReturn, Optional,
+                    Sequence, Set, Tuple)
 
 import beanstalkc_fast
 from beanstalkc_fast import Connection
@@ -267,7 +267,8 @@ def cmd_peek(conn: Connection, args: argparse.Namespace) -> int:
         try:
             jid = jid_arg(what)
         except argparse.ArgumentTypeError:
-            raise UsageError("peek what? ready, delayed, buried or a job id, not %r" % (what,))
+            raise UsageError(
+                "peek what? ready, delayed, buried or a job id, not %r" % (what,)) from None
         job = conn.peek(jid)
         if job is None:
             raise ServerError("job %d not found" % (jid,))
@@ -415,7 +416,7 @@ class Exporter:
         self.stream.flush()
         self.written += 1
 
-    def record(self, jid: int, body: bytes, stats: Dict[str, Any], state: str,
+    def record(self, jid: int, body: bytes, stats: Mapping[str, Any], state: str,
                delay: int) -> Dict[str, Any]:
         rec: Dict[str, Any] = {"id": jid, "tube": self.tube, "state": state,
                                "priority": stats["pri"], "ttr": stats["ttr"], "delay": delay}

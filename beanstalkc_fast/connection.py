@@ -12,13 +12,14 @@ import socket
 import ssl as ssl_module
 import time
 import weakref
-from typing import Any, Callable, Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 from . import _core
 from . import endpoint as _endpoint
 from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
                      SocketError, UnexpectedResponse, command_failed)
 from .job import Job
+from .stats import JobStats, ServerStats, TubeStats
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -33,7 +34,7 @@ encode_id = _core.encode_id
 parse_yaml = _core.parse_yaml
 
 _SERVER_STR_KEYS = frozenset(("id",))
-_NO_KEYS: frozenset = frozenset()
+_NO_KEYS: frozenset[str] = frozenset()
 
 _LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
 
@@ -412,7 +413,7 @@ class Connection:
         finally:
             self._last_io = time.monotonic()
 
-    def _yaml_result(self, command: str, data: bytes, str_keys: frozenset) -> Any:
+    def _yaml_result(self, command: str, data: bytes, str_keys: frozenset[str]) -> Any:
         status, value, body = self._request(data)
         if status != "OK":
             raise _fail(command, status, value)
@@ -461,7 +462,8 @@ class Connection:
             exc.args = ("%s; the job may or may not have been inserted" % (exc.args[0],),)
             raise
         if status == "INSERTED":
-            return value
+            jid: int = value
+            return jid
         raise _fail("put", status, value)
 
     # -- consumer ----------------------------------------------------------------
@@ -604,7 +606,8 @@ class Connection:
         Returns:
             How many jobs were kicked (int).
         """
-        return self._expect("kick", b"kick %d\r\n" % check_uint("bound", bound), "KICKED")
+        kicked: int = self._expect("kick", b"kick %d\r\n" % check_uint("bound", bound), "KICKED")
+        return kicked
 
     def kick_job(self, jid: int) -> None:
         """Send ``kick-job``: move the buried or delayed job ``jid`` (up to 2**64-1) to ready.
@@ -659,7 +662,8 @@ class Connection:
 
     def using(self) -> str:
         """Send ``list-tube-used``: the name of the tube ``put`` uses (str)."""
-        return self._expect("list-tube-used", b"list-tube-used\r\n", "USING")
+        name: str = self._expect("list-tube-used", b"list-tube-used\r\n", "USING")
+        return name
 
     def use(self, name: str) -> str:
         """Send ``use``: ``put`` goes to tube ``name`` from now on.
@@ -674,7 +678,7 @@ class Connection:
         Raises:
             ValueError, TypeError: an invalid name; nothing was sent.
         """
-        used = self._expect("use", b"use %s\r\n" % check_name(name), "USING")
+        used: str = self._expect("use", b"use %s\r\n" % check_name(name), "USING")
         self._using = used
         return used
 
@@ -699,7 +703,7 @@ class Connection:
             ValueError, TypeError: an invalid name; nothing was sent.
         """
         raw = check_name(name)
-        count = self._expect("watch", b"watch %s\r\n" % raw, "WATCHING")
+        count: int = self._expect("watch", b"watch %s\r\n" % raw, "WATCHING")
         text = raw.decode("ascii")
         if text not in self._watching:
             self._watching = self._watching + [text]
@@ -723,7 +727,8 @@ class Connection:
         if status == "WATCHING":
             text = raw.decode("ascii")
             self._watching = [w for w in self._watching if w != text]
-            return value
+            watched: int = value
+            return watched
         if status == "NOT_IGNORED":
             return 1
         raise _fail("ignore", status, value)
@@ -745,7 +750,7 @@ class Connection:
             check_name(name), check_uint("delay", delay)), "PAUSED")
 
     # -- stats -------------------------------------------------------------------------
-    def stats(self) -> Any:
+    def stats(self) -> Union[ServerStats, Any]:
         """Send ``stats``: the server's statistics.
 
         Returns:
@@ -755,7 +760,7 @@ class Connection:
         """
         return self._yaml_result("stats", b"stats\r\n", _SERVER_STR_KEYS)
 
-    def stats_tube(self, name: str) -> Any:
+    def stats_tube(self, name: str) -> Union[TubeStats, Any]:
         """Send ``stats-tube``: the statistics of tube ``name`` (a dict, as ``stats``).
 
         Raises:
@@ -764,7 +769,7 @@ class Connection:
         """
         return self._yaml_result("stats-tube", b"stats-tube %s\r\n" % check_name(name), _NO_KEYS)
 
-    def stats_job(self, jid: int) -> Any:
+    def stats_job(self, jid: int) -> Union[JobStats, Any]:
         """Send ``stats-job``: the statistics of job ``jid`` (up to 2**64-1), a dict as ``stats``.
 
         Keys include ``tube``, ``state`` (ready, delayed, reserved, buried),
@@ -775,15 +780,16 @@ class Connection:
         """
         return self._yaml_result("stats-job", encode_id(b"stats-job ", jid), _NO_KEYS)
 
-    def _stats_job_dict(self, jid: int) -> dict:
+    def _stats_job_dict(self, jid: int) -> JobStats:
         """stats-job as a dict, also when parse_yaml is off; through
         ``stats_job`` (which a subclass may override) when it is on."""
         if self._parse:
-            return self.stats_job(jid)  # type: ignore[no-any-return]
+            return self.stats_job(jid)
         status, value, body = self._request(encode_id(b"stats-job ", jid))
         if status != "OK":
             raise _fail("stats-job", status, value)
-        return parse_yaml(body, _NO_KEYS)
+        stats: JobStats = parse_yaml(body, _NO_KEYS)
+        return stats
 
     # -- batches -------------------------------------------------------------------------
     def pipeline(self) -> "Pipeline":
@@ -801,7 +807,7 @@ class Connection:
         """
         return Pipeline(self)
 
-    def _run(self, commands: Iterable[bytes], handlers: List[Callable[..., Any]],
+    def _run(self, commands: Iterable[bytes], handlers: Iterable[Callable[..., Any]],
              what: str, raise_errors: bool) -> List[Any]:
         """Pipeline ``commands``; handler i turns reply i into a result or an
         exception instance. BatchError when some item failed (unless not
@@ -811,14 +817,14 @@ class Connection:
             self._live_core().pipeline(commands, replies)
             self._last_io = time.monotonic()
         except SocketError as exc:
-            exc.results = [h(*r) for h, r in zip(handlers, replies)]
+            exc.results = [h(*r) for h, r in zip(handlers, replies)]  # type: ignore[attr-defined]
             if not isinstance(exc, ConnectionBroken):
                 exc.args = ("%s; %s past the %d confirmed ones may or may not have been %s" % (
                     exc.args[0], "jobs" if what == "put" else "commands", len(replies),
                     "inserted" if what == "put" else "carried out"),)
             raise
         except BaseException as exc:
-            exc.results = [h(*r) for h, r in zip(handlers, replies)]
+            exc.results = [h(*r) for h, r in zip(handlers, replies)]  # type: ignore[attr-defined]
             raise
         results = [h(*r) for h, r in zip(handlers, replies)]
         if raise_errors:
@@ -925,7 +931,7 @@ class Connection:
                 self._live_core().pipeline([b"reserve-with-timeout 0\r\n"] * want, replies)
             except BaseException as exc:
                 jobs += [Job(self, v, b, True, encoding) for s, v, b in replies if s == "RESERVED"]
-                exc.results = jobs
+                exc.results = jobs  # type: ignore[attr-defined]
                 raise
             got = [Job(self, v, b, True, encoding) for s, v, b in replies if s == "RESERVED"]
             jobs += got
@@ -1026,7 +1032,7 @@ class Connection:
         try:
             self._live_core().pipeline([encode_id(b"stats-job ", jid) for jid in ids], replies)
         except BaseException as exc:
-            exc.results = []        # nothing was released or buried
+            exc.results = []  # type: ignore[attr-defined]  # nothing was released or buried
             raise
         return [int(parse_yaml(body, _NO_KEYS).get("pri", DEFAULT_PRIORITY))
                 if status == "OK" else DEFAULT_PRIORITY for status, _, body in replies]
@@ -1038,7 +1044,7 @@ class _Handlers:
     def __init__(self, handler: Callable[..., Any]) -> None:
         self.handler = handler
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
         while True:
             yield self.handler
 

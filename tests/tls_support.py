@@ -49,7 +49,8 @@ def _make_cert(folder, name, ca, san, usage):
             f.write("subjectAltName=%s\n" % san)
     _openssl(folder, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
-    _openssl(folder, "x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+    _openssl(folder, "x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem",
+             "-CAkey", ca + ".key",
              "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", ext)
 
 
