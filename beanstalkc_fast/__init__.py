@@ -37,6 +37,7 @@ from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, 
                      Draining, ExpectedCRLF, InternalError, JobTooBig, NotFound, NotIgnored,
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
+from .pool import Pool, PoolJob  # noqa: E402
 from .worker import Worker  # noqa: E402,F401
 
 __all__ = [
@@ -46,5 +47,5 @@ __all__ = [
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
     "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
-    "InternalError", "BodyTypeError", "Worker",
+    "InternalError", "BodyTypeError", "Worker", "Pool", "PoolJob",
 ]
