@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import asyncio as bsa
 from .commands import DEFAULT_PRIORITY, DEFAULT_TTR, DEFAULT_TUBE_NAME
-from .endpoint import connection_kwargs, parse_url
+from .endpoint import check_tube, connection_kwargs, parse_url
 from .errors import ConnectionBroken, NotFound, SocketError
 
 __all__ = ["Pool"]
@@ -158,7 +158,9 @@ class Pool:
         if key is None:
             start = next(self._next) % len(self._servers)
             return self._servers[start:] + self._servers[:start]
-        raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        if not isinstance(key, (str, bytes)):
+            raise TypeError("key must be str or bytes, not %s" % type(key).__name__)
+        raw = key.encode("utf-8") if isinstance(key, str) else key
 
         def score(server: _Server) -> bytes:
             return hashlib.blake2b(raw + b"\0" + server.name.encode("utf-8"),
@@ -238,6 +240,7 @@ class Pool:
     # -- tubes ------------------------------------------------------------------------------
     async def use(self, name: str) -> str:
         """Use tube ``name`` on every server (and on every reconnect)."""
+        check_tube(name)
         for server in self._servers:
             if server.healthy():
                 assert server.conn is not None
@@ -255,6 +258,7 @@ class Pool:
 
     async def watch(self, name: str) -> int:
         """Watch tube ``name`` on every server; the number of watched tubes."""
+        check_tube(name)
         if name not in self._watching:
             self._watching.append(name)
             await self._rewatch()
@@ -263,6 +267,7 @@ class Pool:
     async def ignore(self, name: str) -> int:
         """Stop watching ``name`` on every server; the number of watched tubes
         (ignoring the last one is refused and returns 1, as on a connection)."""
+        check_tube(name)
         if name in self._watching and len(self._watching) > 1:
             self._watching.remove(name)
             await self._rewatch()
@@ -355,8 +360,17 @@ class Pool:
     async def reserve_many(self, n: int, timeout: Optional[float] = None) -> List[bsa.Job]:
         """Up to ``n`` jobs from all servers: waits (up to ``timeout``) for
         the first, then takes what the servers have ready now."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError("n must be an int >= 0, not %r" % (n,))
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, (int, float))
+                                    or not 0 <= timeout < 2 ** 32):
+            raise ValueError("timeout must be None or a number of seconds >= 0, not %r"
+                             % (timeout,))
         if self._closed:
             raise ConnectionBroken("the pool is closed")
+        if n == 0:
+            return []
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not self._ready:

@@ -192,6 +192,27 @@ def test_put_many_spreads_and_reserve_many_fans_in(arun, core, three, tube):
     arun(main)
 
 
+def test_bad_input_is_refused_before_sending(arun, core, three, tube):
+    async def main():
+        async with bsa.Pool(three, core=core) as pool:
+            await on_tube(pool, tube)
+            for call in (lambda: pool.put(b"x", priority=-1), lambda: pool.put(b"x", key=7),
+                         lambda: pool.watch("-bad"), lambda: pool.use(""),
+                         lambda: pool.reserve(timeout=-1), lambda: pool.reserve_many(-1)):
+                with pytest.raises((ValueError, TypeError)):
+                    await call()
+            assert await pool.reserve_many(0) == []
+            assert pool.watching() == [tube] and pool.using() == tube
+            assert (await pool.stats_tube(tube))["total-jobs"] == 0
+        with pytest.raises(ValueError, match="different tubes"):
+            bsa.Pool(["beanstalk://127.0.0.1:1/a", "beanstalk://127.0.0.1:2/b"])
+        with pytest.raises(ValueError, match="given twice"):
+            bsa.Pool([three[0], three[0]])
+        with pytest.raises(ValueError):
+            bsa.Pool([])
+    arun(main)
+
+
 # -- sync ------------------------------------------------------------------------------------
 def test_sync_pool(core, three, tube):
     with beanstalkc_fast.Pool(["beanstalk://%s:%d/%s" % (a + (tube,)) for a in three],
