@@ -25,7 +25,7 @@ import asyncio
 import functools
 import hashlib
 import itertools
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Coroutine, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from . import asyncio as bsa
 from .commands import DEFAULT_PRIORITY, DEFAULT_TTR, DEFAULT_TUBE_NAME
@@ -95,7 +95,14 @@ class Pool:
         self._next = itertools.count()
         self._ready: List[bsa.Job] = []                 # reserved, not yet handed out
         self._closed = False
+        self._tasks: Set["asyncio.Future[None]"] = set()  # closes and releases under way
         self._errors: List[BaseException] = []      # refusals of reserves for the caller
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on its own, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def servers(self) -> List[str]:
@@ -115,7 +122,7 @@ class Pool:
         server.retry_at = loop.time() + min(high, low * 2 ** (server.failures - 1))
         conn, server.conn = server.conn, None
         if conn is not None:
-            asyncio.ensure_future(conn.close())
+            self._background(conn.close())
 
     async def _open(self, server: _Server, reserving: bool) -> bsa.Connection:
         """A new connection to ``server`` with the pool's tubes (SocketError)."""
@@ -341,7 +348,7 @@ class Pool:
         for i, kept in enumerate(self._ready):
             if kept is job:
                 del self._ready[i]
-                asyncio.ensure_future(self._give_back(job))
+                self._background(self._give_back(job))
                 return
 
     async def _give_back(self, job: bsa.Job) -> None:
@@ -392,7 +399,11 @@ class Pool:
             break
         jobs, self._ready = self._ready[:n], self._ready[n:]
         if len(jobs) < n:
-            jobs += await self._ready_now(n - len(jobs))
+            try:
+                jobs += await self._ready_now(n - len(jobs))
+            except asyncio.CancelledError:
+                self._ready[:0] = jobs              # kept for the next reserve
+                raise
         return jobs
 
     async def _ready_now(self, n: int) -> List[bsa.Job]:
