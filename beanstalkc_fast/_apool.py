@@ -85,6 +85,13 @@ class Pool:
             else:
                 raise ValueError("a pool server is a URL or a (host, port) pair, not %r"
                                  % (spec,))
+            try:
+                bsa.Connection(**kwargs)      # its options checked now (nothing connects)
+            except TypeError as exc:
+                if "ssl" in kwargs:
+                    raise ValueError("%s: TLS needs ssl= on the asyncio Connection, which this "
+                                     "version lacks (%s)" % (spec, exc)) from exc
+                raise
             if any(s.name == name for s in self._servers):
                 raise ValueError("server %s given twice" % (name,))
             self._servers.append(_Server(name, kwargs))

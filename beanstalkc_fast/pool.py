@@ -89,6 +89,9 @@ class Pool:
         if self._closed:
             coro.close()
             raise ConnectionBroken("the pool is closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a sync Pool cannot be called from its own loop thread")
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return fut.result()

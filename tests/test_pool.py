@@ -210,6 +210,10 @@ def test_bad_input_is_refused_before_sending(arun, core, three, tube):
             bsa.Pool([three[0], three[0]])
         with pytest.raises(ValueError):
             bsa.Pool([])
+        with pytest.raises(ValueError, match="socket_timeout"):
+            bsa.Pool(three, socket_timeout=-1)     # checked before any connection
+        with pytest.raises(ValueError, match="bogus"):
+            bsa.Pool(["beanstalk://127.0.0.1:1?bogus=1"])
     arun(main)
 
 
