@@ -46,6 +46,7 @@ from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, 
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
 from .stats import JobStats, ServerStats, TubeStats  # noqa: E402
+from .pool import Pool, PoolJob  # noqa: E402
 from .worker import Worker  # noqa: E402,F401
 
 __all__ = [
@@ -56,4 +57,5 @@ __all__ = [
     "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
     "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
     "InternalError", "BodyTypeError", "Worker", "ServerStats", "TubeStats", "JobStats",
+    "Pool", "PoolJob",
 ]

@@ -51,7 +51,7 @@ from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAUL
 from .errors import ConnectionBroken, SocketError, UnexpectedResponse
 from .job import Job as _SyncJob
 
-__all__ = ["connect", "from_url", "Connection", "Job", "Pipeline"]
+__all__ = ["connect", "from_url", "Connection", "Job", "Pipeline", "Pool"]
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -823,3 +823,6 @@ def from_url(url: str, **options: Any) -> _Connecting:
     URL or option is a ValueError raised at once, before connecting."""
     where = _endpoint.parse_url(url)
     return _Connecting(Connection(**_endpoint.connection_kwargs(where, options)), where.tube)
+
+
+from ._apool import Pool  # noqa: E402  (the multi-server pool, built on Connection)
