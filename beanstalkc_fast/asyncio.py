@@ -48,7 +48,7 @@ from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAUL
 from .errors import ConnectionBroken, SocketError, UnexpectedResponse
 from .job import Job as _SyncJob
 
-__all__ = ["connect", "Connection", "Job", "Pipeline"]
+__all__ = ["connect", "Connection", "Job", "Pipeline", "Worker"]
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -685,3 +685,6 @@ def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **options: Any) 
     (and ``core``): ``conn = await connect(...)`` or
     ``async with connect(...) as conn``."""
     return _Connecting(Connection(host, port, **options))
+
+
+from ._aworker import Worker  # noqa: E402  (the asyncio worker; it needs the names above)
