@@ -226,26 +226,137 @@ def test_batch_mode_per_job_results(arun, server, tube, core):
     arun(body)
 
 
-def test_heartbeat_keeps_a_job_three_times_its_ttr(arun, server, tube, core):
+def test_heartbeat_keeps_jobs_three_times_their_ttr(arun, server, tube, core):
+    # one worker in single mode, one in batch mode, at the same time (one wait)
     async def body(connect):
         conn = await connect()
-        jid = await conn.put("slow", ttr=1)
+        single = await conn.put("slow", ttr=1)
+        await conn.use(tube + "-b")
+        batch = await conn.put_many(["slow a", "slow b"], ttr=1)
         calls = []
 
-        async def handler(job):
-            calls.append(job.jid)
+        async def handler(arg):
+            calls.append(arg)
             await asyncio.sleep(3)                     # 3x the TTR
 
-        worker = make_worker(server, tube, core, handler)
-        task = await running(worker)
-        await until(lambda: calls)
+        workers = [make_worker(server, tube, core, handler),
+                   make_worker(server, tube + "-b", core, handler, batch=2)]
+        tasks = [await running(w) for w in workers]
+        await until(lambda: len(calls) == 2)
         thief = await connect()
+        await thief.watch(tube + "-b")
         assert await thief.reserve(timeout=2) is None   # never handed out to anyone else
-        await until(lambda: worker.counters["processed"] == 1, timeout=10)
-        await finish(worker, task)
-        assert calls == [jid]
-        assert (await gone(conn, jid))
+        await until(lambda: [w.counters["processed"] for w in workers] == [1, 2], timeout=10)
+        for worker, task in zip(workers, tasks):
+            await finish(worker, task)
+        assert len(calls) == 2
+        assert sorted(j.jid for j in calls if isinstance(j, bsa.Job)) == [single]
+        assert sorted(j.jid for arg in calls if isinstance(arg, list) for j in arg) == batch
+        for jid in [single] + batch:
+            assert await gone(conn, jid)
     arun(body)
+
+
+def test_deadline_soon_is_handled_not_raised(arun_fake, fake_server, core, caplog):
+    # A server that answers the first reserves with DEADLINE_SOON (a real one
+    # does when the connection holds a job about to expire), then TIMED_OUT.
+    reserves = []
+
+    def serve(sock, srv):
+        buf = b""
+        while not srv.stop.is_set():
+            while b"\r\n" not in buf:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            line, _, buf = buf.partition(b"\r\n")
+            if line.startswith((b"watch", b"ignore")):
+                sock.sendall(b"WATCHING 1\r\n")
+            elif line == b"stats":
+                body = b"---\nid: fake\nbinlog-current-index: 0\n"
+                sock.sendall(b"OK %d\r\n%s\r\n" % (len(body), body))
+            elif line.startswith(b"reserve"):
+                reserves.append(line)
+                if len(reserves) <= 3:
+                    sock.sendall(b"DEADLINE_SOON\r\n")
+                else:
+                    time.sleep(0.05)
+                    sock.sendall(b"TIMED_OUT\r\n")
+            elif line == b"quit":
+                return
+
+    srv = fake_server(serve)
+
+    async def body(connect):
+        async def handler(job):
+            pass
+        worker = bsa.Worker(handler, ["t"], host="127.0.0.1", port=srv.port, core=core,
+                            install_signals=False)
+        task = await running(worker)
+        await until(lambda: len(reserves) >= 5)
+        await finish(worker, task)
+        assert worker.counters["reconnects"] == 0
+
+    with caplog.at_level(logging.WARNING, logger="beanstalkc_fast.worker"):
+        arun_fake(body)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_stop_from_another_thread_ends_a_waiting_reserve(arun, server, tube, core):
+    import threading
+
+    async def body(connect):
+        conn = await connect()
+
+        async def handler(job):
+            pass
+
+        worker = make_worker(server, tube, core, handler, concurrency=2,
+                             reserve_timeout=30)   # only the cancel can end the reserve soon
+        task = await running(worker)
+        await until(lambda: _waiting(conn, tube, 2))
+        t0 = time.monotonic()
+        threading.Thread(target=worker.stop).start()
+        await asyncio.wait_for(task, 10)
+        assert time.monotonic() - t0 < 5
+        await until(lambda: _waiting(conn, tube, 0))
+        jid = await conn.put("after the stop")
+        assert (await conn.stats_job(jid))["reserves"] == 0
+    arun(body)
+
+
+async def _waiting(conn, tube, n):
+    try:
+        return (await conn.stats_tube(tube))["current-waiting"] == n
+    except NotFound:
+        return n == 0
+
+
+def test_server_down_at_start_then_up(arun, core, tmp_path):
+    own = OwnServer(tmp_path)
+    own.stop()
+
+    async def body(connect):
+        seen = []
+
+        async def handler(job):
+            seen.append(job.body)
+
+        worker = bsa.Worker(handler, ["late"], host="127.0.0.1", port=own.port, core=core,
+                            install_signals=False)
+        task = await running(worker)
+        await asyncio.sleep(0.3)                       # a few failed connects, with backoff
+        own.start()
+        producer = await connect(tube="late", port=own.port)
+        await producer.put("finally")
+        await until(lambda: seen == ["finally"], timeout=15)
+        await finish(worker, task)
+
+    try:
+        arun(body)
+    finally:
+        own.stop()
 
 
 def test_stop_lets_a_running_handler_finish(arun, server, tube, core):
