@@ -59,7 +59,8 @@ class _TaskSlot(_SlotBase):
         self.broken = False
         self.waiting = False                    # in reserve
         self.interrupted = False                # its reserve was cancelled at stop
-        self.abandoned = False                  # its handler was cancelled past the grace
+        self.abandoned = False                  # cancelled past the grace period
+        self.connecting = False                 # in _connect
         self.held: Optional[Tuple[List[AsyncJob], float]] = None
         self.heartbeat: Optional[Heartbeat] = None
         self.beating: Optional["asyncio.Task[None]"] = None
@@ -85,7 +86,11 @@ class _TaskSlot(_SlotBase):
         while not w.stopping:
             try:
                 if self.conn is None or self.broken:
-                    await self._connect()
+                    self.connecting = True
+                    try:
+                        await self._connect()
+                    finally:
+                        self.connecting = False
                 jobs = await self._reserve()
                 backoff.reset()
                 if jobs:
@@ -374,8 +379,9 @@ class _TaskSlot(_SlotBase):
 
     def abandon(self) -> None:
         """Past the grace period: cancel the running handler (its jobs are
-        then released by the task)."""
-        if self.held is not None and not self.abandoned and self.task is not None:
+        then released by the task), or a connect that hangs."""
+        if (self.held is not None or self.connecting) and not self.abandoned \
+                and self.task is not None:
             self.abandoned = True
             self.task.cancel()
 
