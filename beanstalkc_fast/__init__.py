@@ -9,6 +9,8 @@ Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin (``0``, ``false``,
 
 import os as _os
 
+from ._interface import CoreModule as _CoreModule
+
 __version__ = "0.1.0"
 
 
@@ -16,17 +18,23 @@ def _flag(name: str) -> bool:
     return _os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
+# mypy checks that _pyprotocol provides everything a CoreModule promises
+# (tests/test_interface.py checks both cores at run time)
+_core: _CoreModule
 if _flag("BEANSTALKC_FAST_PUREPYTHON"):
-    from . import _pyprotocol as _core
+    from . import _pyprotocol
+    _core = _pyprotocol
     IMPLEMENTATION = "python"
 else:
     try:
-        from . import _protocol as _core  # type: ignore[attr-defined]
+        from . import _protocol  # type: ignore[attr-defined]
+        _core = _protocol
         IMPLEMENTATION = "cython"
     except ImportError:
         if _flag("BEANSTALKC_FAST_REQUIRE_EXTENSION"):
             raise
-        from . import _pyprotocol as _core
+        from . import _pyprotocol
+        _core = _pyprotocol
         IMPLEMENTATION = "python"
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
@@ -37,6 +45,7 @@ from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, 
                      Draining, ExpectedCRLF, InternalError, JobTooBig, NotFound, NotIgnored,
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
+from .stats import JobStats, ServerStats, TubeStats  # noqa: E402
 from .worker import Worker  # noqa: E402,F401
 
 __all__ = [
@@ -46,5 +55,5 @@ __all__ = [
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
     "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
-    "InternalError", "BodyTypeError", "Worker",
+    "InternalError", "BodyTypeError", "Worker", "ServerStats", "TubeStats", "JobStats",
 ]

@@ -14,7 +14,7 @@ import socket
 import ssl
 import struct
 import sys
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Tuple
 
 from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
                      UnexpectedResponse)
@@ -434,7 +434,7 @@ class Core:
         try:
             name = status.decode("ascii")
         except UnicodeDecodeError:
-            name = None
+            name = ""
         shape = _SHAPES.get(name, -1) if name else -1
         if shape < 0:
             raise UnexpectedResponse("unknown reply %r" % (line[:80],))
@@ -465,7 +465,7 @@ _STR_KEYS = frozenset(("name", "tube", "state", "version", "hostname", "os",
                        "platform"))
 
 
-def _scalar(key: str, raw: str, str_keys: frozenset) -> Any:
+def _scalar(key: str, raw: str, str_keys: FrozenSet[str]) -> Any:
     if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
         return raw[1:-1]
     if key in str_keys or key in _STR_KEYS:
@@ -483,7 +483,7 @@ def _scalar(key: str, raw: str, str_keys: frozenset) -> Any:
     return raw
 
 
-def parse_yaml(body: bytes, str_keys: frozenset = frozenset()) -> Any:
+def parse_yaml(body: bytes, str_keys: FrozenSet[str] = frozenset()) -> Any:
     """The typed value of a stats or list reply: a dict or a list of str.
 
     Integers become int, ``rusage-*`` float, ``true``/``false`` bool, names,

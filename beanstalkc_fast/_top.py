@@ -8,7 +8,7 @@ redraws at the new size. Standard-library curses only.
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from beanstalkc_fast.cli import UsageError, table, tube_rows
 from beanstalkc_fast.connection import Connection
@@ -18,7 +18,7 @@ class Sample:
     """One look at the server: when, its stats and its tubes' counts."""
 
     def __init__(self, conn: Connection) -> None:
-        self.stats: Dict[str, Any] = conn.stats()
+        self.stats: Mapping[str, Any] = conn.stats()
         self.tubes: List[Dict[str, Any]] = tube_rows(conn)
         self.at = time.monotonic()
 

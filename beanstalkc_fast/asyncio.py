@@ -36,19 +36,22 @@ kick or a batch).
 import asyncio
 import collections
 import socket
+import ssl as ssl_module
 from typing import (Any, Awaitable, Callable, Deque, Generator, Iterable, List, Optional,
                     Tuple, Union)
 
 from . import _core as _default_core
-from ._shared import set_keepalive
+from . import endpoint as _endpoint
+from ._shared import note_unsent, set_keepalive
 from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAULT_TTR,
-                       DEFAULT_TUBE_NAME, DELETE, RELEASE, RESERVE_NOW, STATS_JOB_DICT, Body,
+                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, RELEASE, RESERVE_NOW,
+                       STATS_JOB_DICT, Body,
                        Command, Commands, Item, PipelineCommands, YamlOption, batch_failed,
                        by_id_items, id_of, lost_note, put_items, restore_commands)
 from .errors import ConnectionBroken, SocketError, UnexpectedResponse
 from .job import Job as _SyncJob
 
-__all__ = ["connect", "Connection", "Job", "Pipeline", "Worker"]
+__all__ = ["connect", "from_url", "Connection", "Job", "Pipeline", "Worker"]
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -164,24 +167,27 @@ class Connection(Commands, YamlOption):
                  encoding: Optional[str] = "utf-8",
                  socket_timeout: Optional[float] = 60.0,
                  unix_socket: Optional[str] = None,
-                 keepalive_idle: int = 60, keepalive_interval: int = 10,
-                 keepalive_count: int = 3, auto_reconnect: bool = False,
+                 keepalive_idle: Optional[float] = 60, keepalive_interval: Optional[float] = 10,
+                 keepalive_count: Optional[int] = 3, auto_reconnect: bool = False,
+                 ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None,
                  core: Any = None) -> None:
-        for name, value in (("connect_timeout", connect_timeout),
-                            ("socket_timeout", socket_timeout)):
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, (int, float)) or value < 0):
-                raise ValueError("%s must be None or a number >= 0, not %r" % (name, value))
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self.connect_timeout = connect_timeout
+        self.socket_timeout = socket_timeout
+        check_keepalive = _endpoint.check_keepalive
+        self.keepalive = (check_keepalive("keepalive_idle", keepalive_idle),
+                          check_keepalive("keepalive_interval", keepalive_interval),
+                          check_keepalive("keepalive_count", keepalive_count))
+        self._ssl_context, self.server_hostname = _endpoint.tls_settings(
+            ssl, server_hostname, unix_socket)
         self._set_yaml(parse_yaml)
         self._impl = _default_core if core is None else core
         self.host = host
         self.port = port
         self.unix_socket = unix_socket
-        self.connect_timeout = connect_timeout
-        self.socket_timeout = socket_timeout
         self.encoding = encoding
-        self.keepalive = (keepalive_idle, keepalive_interval, keepalive_count)
         self.auto_reconnect = auto_reconnect
+        self._closed = False               # by close(): stays closed under auto_reconnect
         self._using = DEFAULT_TUBE_NAME
         self._watching: List[str] = [DEFAULT_TUBE_NAME]
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -193,7 +199,6 @@ class Connection(Commands, YamlOption):
         self._count = 0                    # commands written, unanswered (incl. housekeeping)
         self._bytes = 0                    # their bytes
         self._waiters: Deque[Tuple["asyncio.Future[bool]", int]] = collections.deque()
-        self._timer: Optional[asyncio.TimerHandle] = None
         self._out: List[bytes] = []         # written this loop iteration, not yet flushed
         self._progress = 0.0               # when the reply stream last moved
         self._revive_lock: Optional[asyncio.Lock] = None
@@ -203,9 +208,40 @@ class Connection(Commands, YamlOption):
         """Why the connection is unusable, or None."""
         return self._broken
 
+    @property
+    def connect_timeout(self) -> Optional[float]:
+        """How long connecting (and then the TLS handshake) may take, in
+        seconds, or None for no limit."""
+        return self._connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, seconds: Optional[float]) -> None:
+        self._connect_timeout = _endpoint.check_timeout("connect_timeout", seconds)
+
+    @property
+    def socket_timeout(self) -> Optional[float]:
+        """The read deadline of every command; a new value applies at once
+        (to the command waiting at the head, and every later one)."""
+        return self._socket_timeout
+
+    @socket_timeout.setter
+    def socket_timeout(self, seconds: Optional[float]) -> None:
+        self._socket_timeout = _endpoint.check_timeout("socket_timeout", seconds)
+        if self._timer is not None:        # armed with the old value
+            self._timer.cancel()
+            self._timer = None
+            if self._pending and self._socket_timeout is not None:
+                self._arm()
+
+    @property
+    def _address(self) -> str:
+        return self.unix_socket or "%s:%s" % (self.host, self.port)
+
     # -- connection management ------------------------------------------------
     async def connect(self) -> None:
-        """Connect to beanstalkd (SocketError on failure)."""
+        """Connect to beanstalkd (TLS with ``ssl``) and restore the used tube
+        and the watch list; SocketError on failure (a failed TLS handshake
+        says why, and nothing was sent)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         reader = self._impl.Reader()
@@ -225,15 +261,47 @@ class Connection(Commands, YamlOption):
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             set_keepalive(sock, *self.keepalive)
+        if self._ssl_context is not None:
+            transport = await self._start_tls(transport, proto, self._ssl_context)
         self._transport, self._proto = transport, proto
         self._pending.clear()
         self._out.clear()
         self._count = self._bytes = 0
         self._broken = None
+        self._closed = False
+        if self._ssl_context is not None:
+            # TLS 1.3: a server refuses a client certificate after the
+            # client's handshake is done; one round trip sees it here
+            try:
+                await self._send(LIST_TUBE_USED, b"list-tube-used\r\n", None, _FINISH)
+            except SocketError as exc:
+                raise SocketError(_endpoint.tls_refused(self._address, exc)) from exc
+        futures = [self._send(cmd, data, arg, _FINISH)
+                   for cmd, data, arg in restore_commands(self._using, list(self._watching),
+                                                          self._impl.check_name)]
+        for fut in futures:
+            await fut
+
+    async def _start_tls(self, transport: Any, proto: _Protocol,
+                         context: ssl_module.SSLContext) -> Any:
+        """The TLS transport over ``transport``, handshake done within
+        connect_timeout; on failure the connection is aborted and
+        SocketError says why."""
+        hostname = self.server_hostname or (None if self.unix_socket is not None else self.host)
+        try:
+            return await asyncio.wait_for(
+                self._loop.start_tls(transport, proto, context, server_hostname=hostname),
+                self.connect_timeout)
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:  # SSLError, reset, timeout
+            transport.abort()
+            raise SocketError(_endpoint.tls_failure(self._address, exc)) from exc
 
     async def close(self) -> None:
         """Send ``quit`` and close; never raises on a dead connection. Callers
-        still waiting for a reply get SocketError."""
+        still waiting for a reply get SocketError. The connection stays
+        closed (also under ``auto_reconnect``) until ``connect()`` or
+        ``reconnect()``."""
+        self._closed = True
         transport, proto = self._transport, self._proto
         if transport is None or proto is None:
             return
@@ -251,12 +319,8 @@ class Connection(Commands, YamlOption):
     async def reconnect(self) -> None:
         """Close, connect again, and restore the used tube and the watch list."""
         await self.close()
+        self._closed = False       # a failed connect leaves it broken, not closed
         await self.connect()
-        futures = [self._send(cmd, data, arg, _FINISH)
-                   for cmd, data, arg in restore_commands(self._using, list(self._watching),
-                                                          self._impl.check_name)]
-        for fut in futures:
-            await fut
 
     async def __aenter__(self) -> "Connection":
         return self
@@ -314,12 +378,21 @@ class Connection(Commands, YamlOption):
 
     async def _admit(self, size: int) -> None:
         """Wait until a command of ``size`` bytes may be written (its room is
-        then counted); reconnect first when broken and auto_reconnect is on."""
+        then counted); reconnect first when broken and auto_reconnect is on,
+        once: broken again before the command went out is ConnectionBroken."""
+        revived = False
         while True:
             if self._broken is not None:
+                if self._closed:
+                    raise ConnectionBroken("connection was closed by close(); "
+                                           "call connect() or reconnect()")
                 if not self.auto_reconnect:
                     raise ConnectionBroken(
                         "connection is broken (%s); call reconnect()" % self._broken)
+                if revived:
+                    raise ConnectionBroken("reconnect failed: the new connection broke "
+                                           "at once (%s)" % self._broken)
+                revived = True
                 await self._revive()
                 continue
             if not self._waiters and self._has_room(size):
@@ -359,8 +432,14 @@ class Connection(Commands, YamlOption):
         if self._revive_lock is None:
             self._revive_lock = asyncio.Lock()
         async with self._revive_lock:
-            if self._broken is not None:
-                await self.reconnect()
+            if self._broken is not None and not self._closed:
+                try:
+                    await self.reconnect()
+                except ConnectionBroken:
+                    raise
+                except SocketError as exc:
+                    # nothing of the caller's command was sent
+                    raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
     async def _execute(self, cmd: Command, data: bytes, arg: Any = None) -> Any:
         """Write the command (when there is room) and return its result."""
@@ -569,9 +648,27 @@ class Connection(Commands, YamlOption):
                        raise_errors: bool = True) -> List[Any]:
         """Put every body (any iterable, streamed) pipelined; the job ids in
         order. A failed item raises BatchError after the batch, whose
-        ``results`` hold an id or an exception per item."""
+        ``results`` hold an id or an exception per item. A bad body (or an
+        exception of ``bodies``) is raised after every body before it was
+        sent and answered (their results in ``.results``), its message
+        giving its index; it and all after it are not sent."""
         items = put_items(self._impl, bodies, priority, delay, ttr, self.encoding)
-        return await self._batch(items, "put", raise_errors)
+
+        def noted() -> Generator[Item, None, None]:
+            it = iter(items)
+            index = 0
+            while True:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    note_unsent(exc, "put_many", index)
+                    raise
+                yield item
+                index += 1
+
+        return await self._batch(noted(), "put", raise_errors)
 
     async def reserve_many(self, n: int, timeout: Optional[int] = None) -> List[Job]:
         """Up to ``n`` reserved jobs: waits (up to ``timeout``) for the first,
@@ -605,10 +702,10 @@ class Connection(Commands, YamlOption):
             raise
         return jobs
 
-    async def _by_id(self, cmd: Command, jobs: Iterable[JobOrId], tail: bytes,
+    async def _by_id(self, cmd: Command, jobs: List[JobOrId], tails: List[bytes],
                      raise_errors: bool) -> List[Any]:
-        jobs = list(jobs)
-        items = by_id_items(self._impl, cmd, [id_of(j) for j in jobs], tail)
+        items = [by_id_items(self._impl, cmd, [id_of(j)], tail)[0]
+                 for j, tail in zip(jobs, tails)]  # noqa: B905 (same length)
         results = await self._batch(items, cmd.name, raise_errors)
         for job, result in zip(jobs, results):  # noqa: B905 (same length)
             if isinstance(job, Job) and not isinstance(result, BaseException):
@@ -617,20 +714,41 @@ class Connection(Commands, YamlOption):
 
     async def delete_many(self, jobs: Iterable[JobOrId], raise_errors: bool = True) -> List[Any]:
         """Delete every job (Job or id), pipelined."""
-        return await self._by_id(DELETE, jobs, b"", raise_errors)
+        jobs = list(jobs)
+        return await self._by_id(DELETE, jobs, [b""] * len(jobs), raise_errors)
 
-    async def release_many(self, jobs: Iterable[JobOrId], priority: int = DEFAULT_PRIORITY,
+    async def release_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                            delay: int = 0, raise_errors: bool = True) -> List[Any]:
-        """Release every job with one priority and delay, pipelined."""
-        check = self._impl.check_uint
-        tail = b" %d %d" % (check("priority", priority), check("delay", delay))
-        return await self._by_id(RELEASE, jobs, tail, raise_errors)
+        """Release every job with one delay, pipelined; ``priority`` None
+        (the default) keeps each job's own (read by a pipelined ``stats-job``
+        first, like ``Job.release()``)."""
+        jobs = list(jobs)
+        delay = self._impl.check_uint("delay", delay)
+        pris = await self._priorities(jobs, priority)
+        return await self._by_id(RELEASE, jobs, [b" %d %d" % (p, delay) for p in pris],
+                                 raise_errors)
 
-    async def bury_many(self, jobs: Iterable[JobOrId], priority: int = DEFAULT_PRIORITY,
+    async def bury_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                         raise_errors: bool = True) -> List[Any]:
-        """Bury every job with one priority, pipelined."""
-        tail = b" %d" % self._impl.check_uint("priority", priority)
-        return await self._by_id(BURY, jobs, tail, raise_errors)
+        """Bury every job, pipelined; ``priority`` None (the default) keeps
+        each job's own (like ``Job.bury()``)."""
+        jobs = list(jobs)
+        pris = await self._priorities(jobs, priority)
+        return await self._by_id(BURY, jobs, [b" %d" % p for p in pris], raise_errors)
+
+    async def _priorities(self, jobs: List[JobOrId], priority: Optional[int]) -> List[int]:
+        """``priority`` for every job, or when None each job's current one
+        (DEFAULT_PRIORITY for a job the server does not know: its release or
+        bury then fails with NotFound in place). Ids are checked first."""
+        items = by_id_items(self._impl, STATS_JOB_DICT, [id_of(j) for j in jobs], b"")
+        if priority is not None:
+            return [self._impl.check_uint("priority", priority)] * len(jobs)
+        try:
+            stats = await self._batch(items, "stats-job", False)
+        except BaseException as exc:
+            exc.results = []  # type: ignore[attr-defined]  # nothing released or buried
+            raise
+        return [int(s["pri"]) if isinstance(s, dict) else DEFAULT_PRIORITY for s in stats]
 
 
 class Pipeline(PipelineCommands):
@@ -663,15 +781,25 @@ class Pipeline(PipelineCommands):
 class _Connecting:
     """``await connect(...)`` -> Connection; ``async with connect(...) as conn``."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tube: Optional[str] = None) -> None:
         self.conn = conn
+        self.tube = tube
 
     def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()
 
     async def _open(self) -> Connection:
-        await self.conn.connect()
-        return self.conn
+        conn = self.conn
+        await conn.connect()
+        if self.tube is not None and self.tube != DEFAULT_TUBE_NAME:
+            try:
+                await conn.use(self.tube)
+                await conn.watch(self.tube)
+                await conn.ignore(DEFAULT_TUBE_NAME)
+            except BaseException:
+                await conn.close()
+                raise
+        return conn
 
     async def __aenter__(self) -> Connection:
         return await self._open()
@@ -685,6 +813,16 @@ def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **options: Any) 
     (and ``core``): ``conn = await connect(...)`` or
     ``async with connect(...) as conn``."""
     return _Connecting(Connection(host, port, **options))
+
+
+def from_url(url: str, **options: Any) -> _Connecting:
+    """An asyncio connection to ``beanstalk://host[:port][/tube][?option=value&...]``,
+    ``beanstalks://...`` (TLS) or ``unix:///path/to/socket[?...]``, as the
+    sync ``from_url``: the URL's tube is used and watched and ``default``
+    ignored; keyword ``options`` (and ``core``) win over the query's. A bad
+    URL or option is a ValueError raised at once, before connecting."""
+    where = _endpoint.parse_url(url)
+    return _Connecting(Connection(**_endpoint.connection_kwargs(where, options)), where.tube)
 
 
 from ._aworker import Worker  # noqa: E402  (the asyncio worker; it needs the names above)

@@ -18,11 +18,12 @@ import math
 import os
 import sys
 import time
-from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Sequence,
-                    Set, Tuple)
+from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, NoReturn, Optional,
+                    Sequence, Set, Tuple)
 
 import beanstalkc_fast
 from beanstalkc_fast import Connection
+from beanstalkc_fast import endpoint as _endpoint
 from beanstalkc_fast.errors import (BatchError, CommandFailed, NotFound, SocketError,
                                     UnexpectedResponse)
 
@@ -78,43 +79,25 @@ class ServerError(Exception):
 # -- server address -----------------------------------------------------------
 
 def parse_url(url: str) -> Dict[str, Any]:
-    """Connection keyword arguments for ``host:port``, ``beanstalk://host:port``,
-    ``[v6addr]:port`` or ``unix:///path`` (UsageError otherwise)."""
+    """Connection keyword arguments for ``--url``: any URL ``from_url`` takes
+    (``beanstalk://``, ``beanstalks://`` with TLS options, ``unix:///path``,
+    options as query parameters; see ``endpoint.parse_url``), or a bare
+    ``host[:port]`` / ``[v6addr][:port]``. UsageError otherwise, and for a
+    tube or an encoding/parse_yaml option (the commands name their tubes and
+    handle bodies as bytes)."""
     text = url.strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://"):]
-        if not path.startswith("/"):
-            raise UsageError("bad --url %r: unix:// needs an absolute path (unix:///path)" % (url,))
-        return {"unix_socket": path}
-    if text.startswith("beanstalk://"):
-        text = text[len("beanstalk://"):].rstrip("/")
-    elif "://" in text:
-        raise UsageError("bad --url %r: use host:port, beanstalk://host:port or unix:///path"
-                         % (url,))
-    port = 11300
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise UsageError("bad --url %r: unclosed [" % (url,))
-        host, rest = text[1:end], text[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise UsageError("bad --url %r" % (url,))
-            port = _port(rest[1:], url)
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = _port(p, url)
-    else:
-        host = text
-    if not host:
-        raise UsageError("bad --url %r: no host" % (url,))
-    return {"host": host, "port": port}
-
-
-def _port(text: str, url: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise UsageError("bad --url %r: port must be 1-65535" % (url,))
-    return int(text)
+    try:
+        where = _endpoint.parse_url(text if "://" in text else "beanstalk://" + text)
+        kwargs = _endpoint.connection_kwargs(where, {})
+    except ValueError as exc:
+        raise UsageError("bad --url %r: %s" % (url, exc)) from None
+    if where.tube is not None:
+        raise UsageError("bad --url %r: the commands take their tubes as arguments, "
+                         "not in the URL" % (url,))
+    for name in ("encoding", "parse_yaml"):
+        if name in kwargs:
+            raise UsageError("bad --url %r: option %s has no meaning for %s" % (url, name, PROG))
+    return kwargs
 
 
 def server_name(kwargs: Dict[str, Any]) -> str:
@@ -126,8 +109,11 @@ def server_name(kwargs: Dict[str, Any]) -> str:
 
 
 def connect(args: argparse.Namespace) -> Connection:
-    """A connection (bodies as bytes) to the server of ``args``."""
-    return Connection(encoding=None, connect_timeout=5.0, socket_timeout=30.0, **args.server)
+    """A connection (bodies as bytes) to the server of ``args``; the URL's
+    timeouts win over the defaults."""
+    kwargs: Dict[str, Any] = {"connect_timeout": 5.0, "socket_timeout": 30.0}
+    kwargs.update(args.server)
+    return Connection(encoding=None, **kwargs)
 
 
 # -- output helpers -----------------------------------------------------------
@@ -283,7 +269,8 @@ def cmd_peek(conn: Connection, args: argparse.Namespace) -> int:
         try:
             jid = jid_arg(what)
         except argparse.ArgumentTypeError:
-            raise UsageError("peek what? ready, delayed, buried or a job id, not %r" % (what,))
+            raise UsageError(
+                "peek what? ready, delayed, buried or a job id, not %r" % (what,)) from None
         job = conn.peek(jid)
         if job is None:
             raise ServerError("job %d not found" % (jid,))
@@ -431,7 +418,7 @@ class Exporter:
         self.stream.flush()
         self.written += 1
 
-    def record(self, jid: int, body: bytes, stats: Dict[str, Any], state: str,
+    def record(self, jid: int, body: bytes, stats: Mapping[str, Any], state: str,
                delay: int) -> Dict[str, Any]:
         rec: Dict[str, Any] = {"id": jid, "tube": self.tube, "state": state,
                                "priority": stats["pri"], "ttr": stats["ttr"], "delay": delay}
@@ -670,8 +657,7 @@ def cmd_work(conn: None, args: argparse.Namespace) -> int:
     import logging
     from beanstalkc_fast.worker import RetryPolicy, Worker
     handler = load_handler(args.handler)
-    is_async = inspect.iscoroutinefunction(handler) or \
-        inspect.iscoroutinefunction(getattr(handler, "__call__", None))
+    is_async = inspect.iscoroutinefunction(handler)
     mode = args.mode or ("asyncio" if is_async else "thread")
     if is_async and mode != "asyncio":
         raise UsageError("%s is an async def handler: it needs --mode asyncio" % (args.handler,))
@@ -685,13 +671,18 @@ def cmd_work(conn: None, args: argparse.Namespace) -> int:
     settings = dict(tubes=args.tube or ["default"], host=host, port=port,
                     concurrency=args.concurrency, batch=args.batch, retry=retry,
                     grace=args.grace, reserve_timeout=args.reserve_timeout, **options)
+    try:        # bad settings (a --url option a Worker does not take): a usage error
+        if mode == "asyncio":
+            from beanstalkc_fast.asyncio import Worker as AsyncWorker
+            aworker = AsyncWorker(handler, **settings)
+        else:
+            worker = Worker(handler, mode=mode, **settings)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from None
     if mode == "asyncio":
-        from beanstalkc_fast.asyncio import Worker as AsyncWorker
-        aworker = AsyncWorker(handler, **settings)
         asyncio.run(aworker.run())
         counters = aworker.counters
     else:
-        worker = Worker(handler, mode=mode, **settings)
         worker.run()
         counters = worker.counters
     if args.json:
@@ -726,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 beanstalkc_fast.IMPLEMENTATION)
     common = Parser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS,
-                        help="server: host:port, beanstalk://host:port or unix:///path "
+                        help="server: host:port, beanstalk://host:port[?options], "
+                             "beanstalks://host:port?ca_file=... (TLS) or unix:///path "
                              "(default: $BEANSTALK_URL or %s)" % (DEFAULT_URL,))
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output")

@@ -6,21 +6,20 @@ value or a precise exception.
 """
 
 import itertools
-import math
-import numbers
 import os
 import select
 import socket
 import ssl as ssl_module
 import time
 import weakref
-from typing import Any, Callable, Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 from . import _core
 from . import endpoint as _endpoint
 from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
                      SocketError, UnexpectedResponse, command_failed)
 from .job import Job
+from .stats import JobStats, ServerStats, TubeStats
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -35,15 +34,12 @@ encode_id = _core.encode_id
 parse_yaml = _core.parse_yaml
 
 _SERVER_STR_KEYS = frozenset(("id",))
-_NO_KEYS: frozenset = frozenset()
+_NO_KEYS: frozenset[str] = frozenset()
 
 _LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
 
 # connect_timeout not given: socket.getdefaulttimeout() when connecting
 _USE_DEFAULT: Any = object()
-_MAX_TIMEOUT = 366 * 86400.0      # longer than a year: pass None (no deadline)
-# keepalive values, seconds or probes: Linux's own upper bounds
-_KEEPALIVE_MAX = {"keepalive_idle": 32767, "keepalive_interval": 32767, "keepalive_count": 127}
 # With auto_reconnect, a connection unused for this long is checked for a
 # close the server already sent before anything is written on it.
 IDLE_CHECK_AFTER = 1.0
@@ -72,28 +68,8 @@ Body = Union[str, bytes, bytearray, memoryview]
 JobOrId = Union[Job, int]
 
 
-def _check_timeout(name: str, value: Any) -> Optional[float]:
-    """``value`` (seconds) as a float, or None; ValueError for anything else."""
-    if value is None:
-        return None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        seconds = float(value)
-        if 0 < seconds <= _MAX_TIMEOUT:       # False for nan
-            return seconds
-    raise ValueError("%s must be None or a number of seconds in (0, %d], not %r"
-                     % (name, _MAX_TIMEOUT, value))
-
-
-def _check_keepalive(name: str, value: Any) -> Optional[int]:
-    """A keepalive setting as a whole number (rounded up), or None: the OS default."""
-    if value is None:
-        return None
-    maximum = _KEEPALIVE_MAX[name]
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-        if 0 < number <= maximum:
-            return math.ceil(number)
-    raise ValueError("%s must be None or a number in (0, %d], not %r" % (name, maximum, value))
+_check_timeout = _endpoint.check_timeout
+_check_keepalive = _endpoint.check_keepalive
 
 
 def _peer_gone(sock: Any) -> bool:
@@ -217,11 +193,8 @@ class Connection:
                           _check_keepalive("keepalive_interval", keepalive_interval),
                           _check_keepalive("keepalive_count", keepalive_count))
         self.auto_reconnect = auto_reconnect
-        self._ssl_context = _endpoint.ssl_context(ssl)
-        self.server_hostname = _endpoint.check_server_hostname(server_hostname)
-        if (self._ssl_context is not None and self._ssl_context.check_hostname
-                and unix_socket is not None and server_hostname is None):
-            raise ValueError("ssl over a unix_socket needs server_hostname= (the name to verify)")
+        self._ssl_context, self.server_hostname = _endpoint.tls_settings(
+            ssl, server_hostname, unix_socket)
         self._using = DEFAULT_TUBE_NAME
         self._watching = [DEFAULT_TUBE_NAME]
         self._core = None
@@ -333,9 +306,7 @@ class Connection:
             core.request(b"list-tube-used\r\n")
         except SocketError as exc:
             where = self.unix_socket or "%s:%s" % (self.host, self.port)
-            raise SocketError("TLS connection to %s failed right after the handshake (a server "
-                              "closes here when it refuses a missing or untrusted client "
-                              "certificate): %s" % (where, exc)) from exc
+            raise SocketError(_endpoint.tls_refused(where, exc)) from exc
 
     def _set_keepalive(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -442,7 +413,7 @@ class Connection:
         finally:
             self._last_io = time.monotonic()
 
-    def _yaml_result(self, command: str, data: bytes, str_keys: frozenset) -> Any:
+    def _yaml_result(self, command: str, data: bytes, str_keys: frozenset[str]) -> Any:
         status, value, body = self._request(data)
         if status != "OK":
             raise _fail(command, status, value)
@@ -491,7 +462,8 @@ class Connection:
             exc.args = ("%s; the job may or may not have been inserted" % (exc.args[0],),)
             raise
         if status == "INSERTED":
-            return value
+            jid: int = value
+            return jid
         raise _fail("put", status, value)
 
     # -- consumer ----------------------------------------------------------------
@@ -634,7 +606,8 @@ class Connection:
         Returns:
             How many jobs were kicked (int).
         """
-        return self._expect("kick", b"kick %d\r\n" % check_uint("bound", bound), "KICKED")
+        kicked: int = self._expect("kick", b"kick %d\r\n" % check_uint("bound", bound), "KICKED")
+        return kicked
 
     def kick_job(self, jid: int) -> None:
         """Send ``kick-job``: move the buried or delayed job ``jid`` (up to 2**64-1) to ready.
@@ -689,7 +662,8 @@ class Connection:
 
     def using(self) -> str:
         """Send ``list-tube-used``: the name of the tube ``put`` uses (str)."""
-        return self._expect("list-tube-used", b"list-tube-used\r\n", "USING")
+        name: str = self._expect("list-tube-used", b"list-tube-used\r\n", "USING")
+        return name
 
     def use(self, name: str) -> str:
         """Send ``use``: ``put`` goes to tube ``name`` from now on.
@@ -704,7 +678,7 @@ class Connection:
         Raises:
             ValueError, TypeError: an invalid name; nothing was sent.
         """
-        used = self._expect("use", b"use %s\r\n" % check_name(name), "USING")
+        used: str = self._expect("use", b"use %s\r\n" % check_name(name), "USING")
         self._using = used
         return used
 
@@ -729,7 +703,7 @@ class Connection:
             ValueError, TypeError: an invalid name; nothing was sent.
         """
         raw = check_name(name)
-        count = self._expect("watch", b"watch %s\r\n" % raw, "WATCHING")
+        count: int = self._expect("watch", b"watch %s\r\n" % raw, "WATCHING")
         text = raw.decode("ascii")
         if text not in self._watching:
             self._watching = self._watching + [text]
@@ -753,7 +727,8 @@ class Connection:
         if status == "WATCHING":
             text = raw.decode("ascii")
             self._watching = [w for w in self._watching if w != text]
-            return value
+            watched: int = value
+            return watched
         if status == "NOT_IGNORED":
             return 1
         raise _fail("ignore", status, value)
@@ -775,7 +750,7 @@ class Connection:
             check_name(name), check_uint("delay", delay)), "PAUSED")
 
     # -- stats -------------------------------------------------------------------------
-    def stats(self) -> Any:
+    def stats(self) -> Union[ServerStats, Any]:
         """Send ``stats``: the server's statistics.
 
         Returns:
@@ -785,7 +760,7 @@ class Connection:
         """
         return self._yaml_result("stats", b"stats\r\n", _SERVER_STR_KEYS)
 
-    def stats_tube(self, name: str) -> Any:
+    def stats_tube(self, name: str) -> Union[TubeStats, Any]:
         """Send ``stats-tube``: the statistics of tube ``name`` (a dict, as ``stats``).
 
         Raises:
@@ -794,7 +769,7 @@ class Connection:
         """
         return self._yaml_result("stats-tube", b"stats-tube %s\r\n" % check_name(name), _NO_KEYS)
 
-    def stats_job(self, jid: int) -> Any:
+    def stats_job(self, jid: int) -> Union[JobStats, Any]:
         """Send ``stats-job``: the statistics of job ``jid`` (up to 2**64-1), a dict as ``stats``.
 
         Keys include ``tube``, ``state`` (ready, delayed, reserved, buried),
@@ -805,15 +780,16 @@ class Connection:
         """
         return self._yaml_result("stats-job", encode_id(b"stats-job ", jid), _NO_KEYS)
 
-    def _stats_job_dict(self, jid: int) -> dict:
+    def _stats_job_dict(self, jid: int) -> JobStats:
         """stats-job as a dict, also when parse_yaml is off; through
         ``stats_job`` (which a subclass may override) when it is on."""
         if self._parse:
-            return self.stats_job(jid)  # type: ignore[no-any-return]
+            return self.stats_job(jid)
         status, value, body = self._request(encode_id(b"stats-job ", jid))
         if status != "OK":
             raise _fail("stats-job", status, value)
-        return parse_yaml(body, _NO_KEYS)
+        stats: JobStats = parse_yaml(body, _NO_KEYS)
+        return stats
 
     # -- batches -------------------------------------------------------------------------
     def pipeline(self) -> "Pipeline":
@@ -831,7 +807,7 @@ class Connection:
         """
         return Pipeline(self)
 
-    def _run(self, commands: Iterable[bytes], handlers: List[Callable[..., Any]],
+    def _run(self, commands: Iterable[bytes], handlers: Iterable[Callable[..., Any]],
              what: str, raise_errors: bool) -> List[Any]:
         """Pipeline ``commands``; handler i turns reply i into a result or an
         exception instance. BatchError when some item failed (unless not
@@ -841,14 +817,14 @@ class Connection:
             self._live_core().pipeline(commands, replies)
             self._last_io = time.monotonic()
         except SocketError as exc:
-            exc.results = [h(*r) for h, r in zip(handlers, replies)]
+            exc.results = [h(*r) for h, r in zip(handlers, replies)]  # type: ignore[attr-defined]
             if not isinstance(exc, ConnectionBroken):
                 exc.args = ("%s; %s past the %d confirmed ones may or may not have been %s" % (
                     exc.args[0], "jobs" if what == "put" else "commands", len(replies),
                     "inserted" if what == "put" else "carried out"),)
             raise
         except BaseException as exc:
-            exc.results = [h(*r) for h, r in zip(handlers, replies)]
+            exc.results = [h(*r) for h, r in zip(handlers, replies)]  # type: ignore[attr-defined]
             raise
         results = [h(*r) for h, r in zip(handlers, replies)]
         if raise_errors:
@@ -955,7 +931,7 @@ class Connection:
                 self._live_core().pipeline([b"reserve-with-timeout 0\r\n"] * want, replies)
             except BaseException as exc:
                 jobs += [Job(self, v, b, True, encoding) for s, v, b in replies if s == "RESERVED"]
-                exc.results = jobs
+                exc.results = jobs  # type: ignore[attr-defined]
                 raise
             got = [Job(self, v, b, True, encoding) for s, v, b in replies if s == "RESERVED"]
             jobs += got
@@ -1056,7 +1032,7 @@ class Connection:
         try:
             self._live_core().pipeline([encode_id(b"stats-job ", jid) for jid in ids], replies)
         except BaseException as exc:
-            exc.results = []        # nothing was released or buried
+            exc.results = []  # type: ignore[attr-defined]  # nothing was released or buried
             raise
         return [int(parse_yaml(body, _NO_KEYS).get("pri", DEFAULT_PRIORITY))
                 if status == "OK" else DEFAULT_PRIORITY for status, _, body in replies]
@@ -1068,7 +1044,7 @@ class _Handlers:
     def __init__(self, handler: Callable[..., Any]) -> None:
         self.handler = handler
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
         while True:
             yield self.handler
 

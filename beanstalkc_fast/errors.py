@@ -4,7 +4,7 @@
 the subclasses let a caller catch exactly one status.
 """
 
-from typing import Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Type, cast
 
 
 class BeanstalkcException(Exception):
@@ -60,7 +60,7 @@ class CommandFailed(BeanstalkcException):
     @property
     def command(self) -> str:
         """The command that failed, e.g. ``"delete"``."""
-        return self.args[0]
+        return cast(str, self.args[0])
 
 
 class NotFound(CommandFailed):
@@ -145,12 +145,12 @@ class BatchError(BeanstalkcException):
     connection stays usable.
     """
 
-    def __init__(self, message: str, results: list) -> None:
+    def __init__(self, message: str, results: List[Any]) -> None:
         super().__init__(message, results)
         self.results = results
 
     @property
-    def errors(self) -> list:
+    def errors(self) -> List[BaseException]:
         """The exception instances in ``results``."""
         return [r for r in self.results if isinstance(r, BaseException)]
 

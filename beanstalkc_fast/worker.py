@@ -26,8 +26,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set,
-                    Tuple, Union)
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
+                    Set, Tuple, Union)
 
 from . import connection as _connection
 from .connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TUBE_NAME, Connection
@@ -412,7 +412,7 @@ class _SlotBase:
     def count(self, counter: int, n: int = 1) -> None:
         self.counts[self.base + counter] += n
 
-    def _failure(self, job: Job, stats: Optional[Dict[str, Any]],
+    def _failure(self, job: Job, stats: Optional[Mapping[str, Any]],
                  error: BaseException) -> Outcome:
         """The outcome of a failed attempt, from the job's stats-job (None: the
         job is no longer this worker's), logged once with the job id."""

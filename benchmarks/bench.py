@@ -521,7 +521,7 @@ def summarize(results: Dict[Tuple[str, str], List[Result]]) -> Cells:
             cells[key] = {"ops_per_s": statistics.median(r["ops_per_s"] for r in runs),
                           "cpu_us_per_op": statistics.median(r["cpu_us_per_op"] for r in runs),
                           "runs": runs}
-    for (w, cl), cell in cells.items():
+    for (w, _cl), cell in cells.items():
         ref = cells.get((w, "C"))
         cell["ratio"] = cell["ops_per_s"] / ref["ops_per_s"] if ref else None
         cell["cpu_ratio"] = (cell["cpu_us_per_op"] / ref["cpu_us_per_op"]

@@ -135,7 +135,7 @@ def instructions(core: str, sizes: Dict[str, int], port: int,
     if r.returncode != 0:
         raise SystemExit("%s failed:\n%s" % (" ".join(cmd), r.stderr[-2000:]))
     counts = {}
-    for k, (w, n, tube) in enumerate(plan):
+    for k, (w, n, _tube) in enumerate(plan):
         left = _drain(helpers[w])
         helpers[w].close()
         expected = 4 * n if w in ("put", "put64k") else 0

@@ -19,8 +19,8 @@ import _socket
 
 from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
                                     UnexpectedResponse)
-from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
-                                         READ_CHUNK, SEND_FLAGS, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
+from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
+                                         READ_CHUNK, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
                                          _prepare, _send_all, _set_timeout, check_name, send_flags,
                                          encode_body)
 from beanstalkc_fast import _pyprotocol

@@ -101,6 +101,15 @@ def core(request):
     return load_core(request.param)
 
 
+def one_core(test):
+    """Run ``test`` with the package's own core only, not once per core: for
+    clock-bound tests of behaviour that lives in connection.py (the cores'
+    part of it is covered per core elsewhere)."""
+    return pytest.mark.parametrize("core", [beanstalkc_fast.IMPLEMENTATION],
+                                   ids=[beanstalkc_fast.IMPLEMENTATION + "-core"],
+                                   indirect=True)(test)
+
+
 @pytest.fixture
 def both_cores():
     """(python core, cython core) for differential tests; skips without Cython."""
@@ -255,6 +264,16 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+
+
+# -- TLS: a real stunnel (tests/tls_support.py) ----------------------------------
+
+@pytest.fixture(scope="session")
+def tunnel(server):
+    """stunnel on free ports in front of ``server`` (see tls_support.run_tunnel);
+    stopped by PID at the end of the session."""
+    from tls_support import run_tunnel
+    yield from run_tunnel(server)
 
 
 # -- asyncio: both cores × both loops ----------------------------------------------

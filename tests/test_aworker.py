@@ -78,7 +78,7 @@ def test_bad_arguments_fail_early():
     with pytest.raises(TypeError, match="auto_reconnect"):
         bsa.Worker(lambda job: None, ["t"], auto_reconnect=True)
     with pytest.raises(TypeError, match="bad connection option"):
-        bsa.Worker(lambda job: None, ["t"], ssl=True)      # not an asyncio Connection option
+        bsa.Worker(lambda job: None, ["t"], no_such_option=True)
     with pytest.raises(TypeError, match="callable"):
         bsa.Worker(None, ["t"])
 

@@ -106,6 +106,8 @@ def test_work_buries_after_max_attempts(work, conn, tube):
     (["myhandlers:missing"], b"myhandlers has no missing"),
     (["myhandlers:ahandle", "--mode", "thread"], b"needs --mode asyncio"),
     (["myhandlers:handle", "--concurrency", "0"], b"concurrency must be an int >= 1"),
+    (["myhandlers:ahandle", "--url", "beanstalk://127.0.0.1:1?auto_reconnect=true"],
+     b"does not take auto_reconnect"),
 ])
 def test_work_usage_errors(work, args, message):
     proc = work(*args)

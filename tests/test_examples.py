@@ -187,7 +187,8 @@ def test_examples_are_found():
 @needs_docs
 def test_every_public_name_in_the_api_reference():
     with open(os.path.join(ROOT, "docs", "api.md"), encoding="utf-8") as f:
-        documented = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.(\w+)$", f.read(), re.M))  # top-level names
+        # top-level names only (beanstalkc_fast.worker.Release is documented beside Worker)
+        documented = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.(\w+)$", f.read(), re.M))
     assert set(beanstalkc_fast.__all__) - documented == set()
     assert documented - set(beanstalkc_fast.__all__) == set()
 

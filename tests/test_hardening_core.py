@@ -220,7 +220,7 @@ def test_close_from_another_thread_never_reads_a_reused_descriptor(make_conn, se
         conn.watch(tube)
         errors = []
 
-        def worker():
+        def worker(conn=conn, errors=errors):
             try:
                 conn.reserve()
             except SocketError as exc:
@@ -232,7 +232,7 @@ def test_close_from_another_thread_never_reads_a_reused_descriptor(make_conn, se
         conn.close()
         fresh = make_conn(server.port)
         fresh.use(tube)
-        for i in range(10):
+        for _ in range(10):
             jid = fresh.put("x")
             assert fresh.peek(jid).jid == jid
         t.join(5)

@@ -131,7 +131,8 @@ def split_stream(draw, parts):
     return chunks
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(split_stream(st.one_of(GOOD, GOOD, GOOD, BAD)))
 def test_readers_and_cores_agree(both_cores, chunks):
     py, cy = both_cores
@@ -141,7 +142,8 @@ def test_readers_and_cores_agree(both_cores, chunks):
     assert run_core(cy, chunks) == expected
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(split_stream(st.one_of(GOOD, LONG)))
 def test_long_lines_refused_whatever_the_split(both_cores, chunks):
     """A line over MAX_LINE bytes is refused by the Reader however it arrives

@@ -24,8 +24,8 @@ VALID = [
     ("unix:///run/beanstalkd.sock", Endpoint("unix", None, None, "/run/beanstalkd.sock", None,
                                              False)),
     ("unix:///run/b.sock?tube=jobs", Endpoint("unix", None, None, "/run/b.sock", "jobs", False)),
-    ("beanstalk://h?socket_timeout=2.5&connect_timeout=none&encoding=none&keepalive_idle=30"
-     "&keepalive_interval=5&keepalive_count=4&auto_reconnect=yes&parse_yaml=false",
+    (("beanstalk://h?socket_timeout=2.5&connect_timeout=none&encoding=none&keepalive_idle=30"
+      "&keepalive_interval=5&keepalive_count=4&auto_reconnect=yes&parse_yaml=false"),
      Endpoint("beanstalk", "h", 11300, None, None, False, {
          "socket_timeout": 2.5, "connect_timeout": None, "encoding": None, "keepalive_idle": 30,
          "keepalive_interval": 5, "keepalive_count": 4, "auto_reconnect": True,

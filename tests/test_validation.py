@@ -219,7 +219,8 @@ def _outcome(fn, *args):
         return ("err", type(exc), str(exc))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=BODIES, priority=ANY_INT, delay=ANY_INT, ttr=ANY_INT,
        encoding=st.sampled_from(["utf-8", None, "latin-1"]))
 def test_cores_encode_put_alike(both_cores, body, priority, delay, ttr, encoding):
@@ -228,7 +229,8 @@ def test_cores_encode_put_alike(both_cores, body, priority, delay, ttr, encoding
             == _outcome(cy.encode_put, body, priority, delay, ttr, encoding))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(verb=st.sampled_from([b"delete ", b"peek ", b"stats-job ", b"reserve-job "]), jid=ANY_INT)
 def test_cores_encode_id_alike(both_cores, verb, jid):
     py, cy = both_cores
