@@ -51,7 +51,7 @@ from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAUL
 from .errors import ConnectionBroken, SocketError, UnexpectedResponse
 from .job import Job as _SyncJob
 
-__all__ = ["connect", "from_url", "Connection", "Job", "Pipeline", "Pool"]
+__all__ = ["connect", "from_url", "Connection", "Job", "Pipeline", "Pool", "Worker"]
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -826,3 +826,4 @@ def from_url(url: str, **options: Any) -> _Connecting:
 
 
 from ._apool import Pool  # noqa: E402  (the multi-server pool, built on Connection)
+from ._aworker import Worker  # noqa: E402  (the asyncio worker; it needs the names above)
