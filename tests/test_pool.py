@@ -158,15 +158,21 @@ def test_jobs_not_handed_out_go_back_with_priority(arun, core, three, tube):
             for _ in range(3):
                 await pool.put(b"p", priority=7)
             job = await pool.reserve(timeout=1)
-            await asyncio.sleep(0.6)               # the others arrived, were held, went back
-            stats = await pool.stats_tube(tube)
+            for _ in range(100):                   # the others arrive, are held 0.2 s, go back
+                stats = await pool.stats_tube(tube)
+                if stats["current-jobs-ready"] == 2:
+                    break
+                await asyncio.sleep(0.1)
             assert (stats["current-jobs-reserved"], stats["current-jobs-ready"]) == (1, 2)
             ready = [j for j in (await pool.peek_ready()).values() if j is not None]
             assert len(ready) == 2
             assert [(await j.stats())["pri"] for j in ready] == [7, 7]
             await job.delete()
-            got = await pool.reserve_many(5, timeout=1)
-            got += await pool.reserve_many(5, timeout=0)
+            got = []
+            for _ in range(10):                    # a loaded machine may hand them out one by one
+                got += await pool.reserve_many(5, timeout=1)
+                if len(got) >= 2:
+                    break
             assert len(got) == 2
         async with bsa.Pool(three, core=core) as pool:   # close() gave them back
             stats = await pool.stats_tube(tube)
