@@ -146,6 +146,15 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
+def _is_ipv4(text: str) -> bool:
+    """True when ``text`` is a dotted-quad IPv4 address."""
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        return False
+    return True
+
+
 def _host_port(parts: SplitResult, url: str) -> Tuple[str, int]:
     netloc = parts.netloc
     if "@" in netloc:
@@ -159,7 +168,11 @@ def _host_port(parts: SplitResult, url: str) -> Tuple[str, int]:
         try:
             socket.inet_pton(socket.AF_INET6, inside.split("%", 1)[0])
         except OSError:
-            raise ValueError("URL %r: host [%s] is not an IPv6 address" % (url, inside)) from None
+            # the same facts urlsplit reports itself on Python >= 3.11 (3.9/3.10 let these through)
+            if _is_ipv4(inside):
+                raise ValueError("URL %r: an IPv4 address cannot be in brackets" % (url,)) from None
+            raise ValueError("URL %r: host %r in brackets is not an IPv6 address"
+                             % (url, inside)) from None
         host = inside
     else:
         if netloc.count(":") > 1:
