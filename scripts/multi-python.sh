@@ -7,7 +7,8 @@
 #   1. venv + `pip wheel --no-deps` with BEANSTALKC_FAST_REQUIRE_EXTENSION=1 (a cpXY wheel
 #      containing the extension)
 #   2. a fresh venv with only that wheel and the test deps (no Cython; gevent, eventlet and
-#      uvloop best effort: their tests skip when one does not install)
+#      uvloop best effort, prefer-binary (no long sdist builds): their tests skip when one
+#      does not install)
 #   3. IMPLEMENTATION == "cython" and beanstalkc_fast.__file__ inside that venv
 #   4. pytest on the copied tests/, run outside the source tree (only the installed package is
 #      importable); server tests run when beanstalkd is on PATH
@@ -189,7 +190,7 @@ EOF
     # Optional test deps (the extras' "test" list): their tests skip with a reason when absent.
     local opt missing=()
     for opt in gevent eventlet uvloop; do
-        "$vpy" -m pip install -q "$opt" >>"$d/install.log" 2>&1 || missing+=("$opt")
+        "$vpy" -m pip install -q --prefer-binary "$opt" >>"$d/install.log" 2>&1 || missing+=("$opt")
     done
     [ "${#missing[@]}" = 0 ] || echo "not installable here (their tests skip): ${missing[*]}"
     if "$vpy" -c "import Cython" 2>/dev/null; then
