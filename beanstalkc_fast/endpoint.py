@@ -19,6 +19,7 @@ import math
 import numbers
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -368,12 +369,20 @@ def check_server_hostname(value: Any) -> Optional[str]:
     raise ValueError("server_hostname must be None or a non-empty str, not %r" % (value,))
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """A socket or asyncio timeout (distinct classes before Python 3.11, both empty
+    when printed); asyncio is only consulted when something already imported it."""
+    aio = sys.modules.get("asyncio")
+    return isinstance(exc, socket.timeout) or (
+        aio is not None and isinstance(exc, aio.TimeoutError))
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return "certificate verify failed: %s" % exc.verify_message
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return "%s (%s)" % (exc.reason.lower().replace("_", " "), exc.library or "ssl")
-    if isinstance(exc, socket.timeout):
+    if _is_timeout(exc):
         return "timed out"
     return str(exc) or type(exc).__name__
 
