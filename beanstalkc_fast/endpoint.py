@@ -19,6 +19,7 @@ import math
 import numbers
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -146,6 +147,15 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
+def _is_ipv4(text: str) -> bool:
+    """True when ``text`` is a dotted-quad IPv4 address."""
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        return False
+    return True
+
+
 def _host_port(parts: SplitResult, url: str) -> Tuple[str, int]:
     netloc = parts.netloc
     if "@" in netloc:
@@ -159,7 +169,11 @@ def _host_port(parts: SplitResult, url: str) -> Tuple[str, int]:
         try:
             socket.inet_pton(socket.AF_INET6, inside.split("%", 1)[0])
         except OSError:
-            raise ValueError("URL %r: host [%s] is not an IPv6 address" % (url, inside)) from None
+            # the same facts urlsplit reports itself on Python >= 3.11 (3.9/3.10 let these through)
+            if _is_ipv4(inside):
+                raise ValueError("URL %r: an IPv4 address cannot be in brackets" % (url,)) from None
+            raise ValueError("URL %r: host %r in brackets is not an IPv6 address"
+                             % (url, inside)) from None
         host = inside
     else:
         if netloc.count(":") > 1:
@@ -355,12 +369,20 @@ def check_server_hostname(value: Any) -> Optional[str]:
     raise ValueError("server_hostname must be None or a non-empty str, not %r" % (value,))
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """A socket or asyncio timeout (distinct classes before Python 3.11, both empty
+    when printed); asyncio is only consulted when something already imported it."""
+    aio = sys.modules.get("asyncio")
+    return isinstance(exc, socket.timeout) or (
+        aio is not None and isinstance(exc, aio.TimeoutError))
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return "certificate verify failed: %s" % exc.verify_message
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return "%s (%s)" % (exc.reason.lower().replace("_", " "), exc.library or "ssl")
-    if isinstance(exc, socket.timeout):
+    if _is_timeout(exc):
         return "timed out"
     return str(exc) or type(exc).__name__
 

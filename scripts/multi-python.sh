@@ -6,7 +6,9 @@
 # uncommitted or ignored build outputs are never used; HEAD is resolved once at the start):
 #   1. venv + `pip wheel --no-deps` with BEANSTALKC_FAST_REQUIRE_EXTENSION=1 (a cpXY wheel
 #      containing the extension)
-#   2. a fresh venv with only that wheel and the test deps (no Cython)
+#   2. a fresh venv with only that wheel and the test deps (no Cython; gevent, eventlet and
+#      uvloop best effort, prefer-binary (no long sdist builds): their tests skip when one
+#      does not install)
 #   3. IMPLEMENTATION == "cython" and beanstalkc_fast.__file__ inside that venv
 #   4. pytest on the copied tests/, run outside the source tree (only the installed package is
 #      importable); server tests run when beanstalkd is on PATH
@@ -183,8 +185,14 @@ EOF
 
     "$py" -m venv "$d/venv-test" >>"$d/venv.log" 2>&1 || { stage_fail "venv (test)" "$d/venv.log"; return 1; }
     vpy="$d/venv-test/bin/python"
-    "$vpy" -m pip install -q "$d/wheels/$wheel" pytest PyYAML hypothesis >"$d/install.log" 2>&1 \
+    "$vpy" -m pip install -q "$d/wheels/$wheel" pytest "pytest-xdist>=3.2" PyYAML hypothesis >"$d/install.log" 2>&1 \
         || { stage_fail "install" "$d/install.log"; return 1; }
+    # Optional test deps (the extras' "test" list): their tests skip with a reason when absent.
+    local opt missing=()
+    for opt in gevent eventlet uvloop; do
+        "$vpy" -m pip install -q --prefer-binary "$opt" >>"$d/install.log" 2>&1 || missing+=("$opt")
+    done
+    [ "${#missing[@]}" = 0 ] || echo "not installable here (their tests skip): ${missing[*]}"
     if "$vpy" -c "import Cython" 2>/dev/null; then
         echo "Cython is installed in the test venv" >"$d/install.log"; stage_fail "install (Cython present)" "$d/install.log"; return 1
     fi
