@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -1024,7 +1025,12 @@ class Worker:
     # -- processes ------------------------------------------------------------------------------
     def _run_processes(self) -> None:
         import multiprocessing
-        ctx = multiprocessing.get_context(self.mp_context)
+        method = self.mp_context
+        if method is None and sys.platform.startswith("linux"):
+            # fork, as before Python 3.14 made forkserver Linux's default: handlers
+            # need not be importable by name (mp_context="spawn"/"forkserver" opt in)
+            method = "fork"
+        ctx = multiprocessing.get_context(method)
         shared = ctx.Array("q", self.concurrency * len(COUNTERS), lock=False)
         self._counters = Counters(self.concurrency, shared)
         procs = {row: self._spawn(ctx, shared, row) for row in self._rows}
