@@ -11,6 +11,7 @@ import struct
 import sys
 from typing import Any, Iterable, List, Optional, Tuple
 
+from ._shared import note_lost_reply
 from .errors import ConcurrentUseError, ConnectionBroken, SocketError, UnexpectedResponse
 
 MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
@@ -187,6 +188,20 @@ class Core:
             raise self._fail(exc) from exc.__cause__
         finally:
             self._busy = False
+
+    def execute(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
+        """Send one command for ``conn`` and return its result as ``cmd`` (a
+        ``commands.Command``) defines it; a SocketError says what the lost
+        reply leaves unknown."""
+        try:
+            if cmd.wait:
+                status, value, body = self.request(data, cmd.extra(arg))
+            else:
+                status, value, body = self.request(data)
+        except SocketError as exc:
+            note_lost_reply(exc, cmd.lost)
+            raise
+        return cmd.finish(status, value, body, conn, arg)
 
     # -- many commands ----------------------------------------------------------
     def pipeline(self, commands: Iterable[bytes], results: List[Reply],

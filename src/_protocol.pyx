@@ -22,6 +22,7 @@ from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CH
                                          READ_CHUNK, WRITE_CHUNK, _set_timeout,
                                          check_name, encode_body)
 from beanstalkc_fast import _pyprotocol
+from beanstalkc_fast._shared import note_lost_reply
 
 cdef extern from *:
     """
@@ -78,8 +79,8 @@ _FREQUENT = ["INSERTED", "RESERVED", "DELETED", "OK", "FOUND", "TIMED_OUT", "NOT
              "USING", "WATCHING", "RELEASED", "BURIED", "TOUCHED", "KICKED"]
 cdef list _STATUS_BYTES = [w.encode("ascii") for w in
                            _FREQUENT + sorted(set(_pyprotocol._SHAPES) - set(_FREQUENT))]
-cdef list _STATUS_ENTRIES = [(w.decode("ascii"), _pyprotocol._SHAPES[w.decode("ascii")])
-                             for w in _STATUS_BYTES]
+cdef list _STATUS_ENTRIES = [(intern(w.decode("ascii")), _pyprotocol._SHAPES[w.decode("ascii")])
+                             for w in _STATUS_BYTES]   # interned: "==" on the literals is "is"
 cdef const char *_status_words[MAX_STATUS]
 cdef Py_ssize_t _status_lens[MAX_STATUS]
 cdef Py_ssize_t _n_status = len(_STATUS_BYTES)
@@ -554,6 +555,11 @@ cdef class Core:
 
     def request(self, data, extra=_NO_EXTRA):
         """Send one command, read its reply as ``(status, value, body)``."""
+        return self._request(data, extra, None)
+
+    cdef tuple _request(self, data, extra, lost):
+        """``request``; a SocketError gets the note ``lost`` (what the lost
+        reply leaves unknown) when given."""
         self._enter()
         try:
             if not self._at_base or extra is not _NO_EXTRA:
@@ -561,7 +567,10 @@ cdef class Core:
             self._send(data)
             return self._read_reply()
         except BaseException as exc:
-            raise self._fail(exc) from exc.__cause__
+            err = self._fail(exc)
+            if lost:
+                note_lost_reply(err, lost)
+            raise err from exc.__cause__
         finally:
             self._busy = False
 
@@ -742,6 +751,32 @@ cdef class Core:
         elif nargs == 1:
             return (name, None, self._read_body(nums[0]))
         raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
+
+
+    def execute(self, conn, cmd, data, arg=None):
+        """Send one command for ``conn`` and return its result as ``cmd`` (a
+        ``commands.Command``) defines it (see the twin). The usual results
+        (a value, None, a Job) are made here; the others by ``cmd.finish``."""
+        cdef tuple reply, c
+        cdef object kind
+        if not isinstance(cmd, tuple):
+            raise TypeError("cmd must be a commands.Command")
+        c = <tuple>cmd                     # (ok, kind, wait, lost, ...)
+        wait = c[2]
+        if wait == 0:                      # WAIT_NONE
+            reply = self._request(data, _NO_EXTRA, c[3])
+        else:                              # WAIT_ARG: arg seconds; WAIT_FOREVER: None
+            reply = self._request(data, arg if wait == 1 else None, c[3])
+        status = reply[0]
+        if status == c[0]:
+            kind = c[1]
+            if kind == 0:                  # VALUE
+                return reply[1]
+            if kind == 1:                  # NOTHING
+                return None
+            if kind == 2 or kind == 3:     # RESERVED, PEEKED
+                return conn._job_type(conn, reply[1], reply[2], kind == 2, conn.encoding)
+        return cmd.finish(status, reply[1], reply[2], conn, arg)
 
 
 cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *line,
