@@ -186,10 +186,14 @@ def test_examples_are_found():
 
 @needs_docs
 def test_every_public_name_in_the_api_reference():
+    import beanstalkc_fast.asyncio
     with open(os.path.join(ROOT, "docs", "api.md"), encoding="utf-8") as f:
-        documented = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.(\w+)", f.read(), re.M))
+        text = f.read()
+    documented = set(re.findall(r"^\.\. auto(?!module)\w+:: beanstalkc_fast\.(\w+)\s*$", text, re.M))
     assert set(beanstalkc_fast.__all__) - documented == set()
     assert documented - set(beanstalkc_fast.__all__) == set()
+    in_asyncio = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.asyncio\.(\w+)\s*$", text, re.M))
+    assert in_asyncio == set(beanstalkc_fast.asyncio.__all__)
 
 
 @pytest.fixture(params=["cython", "python"], ids=["cython-core", "python-core"])
