@@ -9,10 +9,11 @@ PYTHON := $(VENV)/bin/python
 USE_VENV := $(PYTHON)
 endif
 PIP_INSTALL = $(PYTHON) -m pip install -q
-TEST_DEPS = pytest PyYAML hypothesis
+TEST_DEPS = pytest "pytest-xdist>=3.2" PyYAML hypothesis gevent eventlet
+LINT_DEPS = ruff mypy cython-lint
 DOCS_BUILD ?= docs/_build
 
-.PHONY: build test bench dist-check multi-python deps build-deps test-deps beanstalkd clean docs venv
+.PHONY: build test lint lint-deps bench profile dist-check multi-python deps build-deps test-deps beanstalkd clean docs venv
 
 venv: $(USE_VENV)
 
@@ -35,19 +36,37 @@ build-deps: $(USE_VENV)
 	  $(PIP_INSTALL) --break-system-packages "Cython>=3" "setuptools>=77.0.3"
 
 test-deps: $(USE_VENV)
-	@$(PYTHON) -c "import pytest, yaml, hypothesis" 2>/dev/null || \
+	@$(PYTHON) -c "import pytest, xdist, yaml, hypothesis, gevent, eventlet" 2>/dev/null || \
 	  $(PIP_INSTALL) $(TEST_DEPS) || $(PIP_INSTALL) --break-system-packages $(TEST_DEPS)
 	@$(PYTHON) -c "import uvloop" 2>/dev/null || $(PIP_INSTALL) uvloop 2>/dev/null || \
 	  $(PIP_INSTALL) --break-system-packages uvloop 2>/dev/null || \
 	  echo "uvloop not installable here: the asyncio tests run on the default loop only"
+
+lint-deps: $(USE_VENV)
+	@$(PYTHON) -m ruff --version >/dev/null 2>&1 && $(PYTHON) -m mypy --version >/dev/null 2>&1 && \
+	  $(PYTHON) -m cython_lint.cython_lint --version >/dev/null 2>&1 || \
+	  $(PIP_INSTALL) $(LINT_DEPS) || $(PIP_INSTALL) --break-system-packages $(LINT_DEPS)
+
+# ruff (pyproject [tool.ruff]), mypy --strict over the package ([tool.mypy]), cython-lint over
+# the Cython core. Every check runs; the target fails if any of them failed.
+lint: lint-deps
+	@rc=0; \
+	echo "--- ruff"; $(PYTHON) -m ruff check beanstalkc_fast tests scripts benchmarks setup.py || rc=1; \
+	echo "--- mypy --strict"; $(PYTHON) -m mypy || rc=1; \
+	echo "--- cython-lint"; $(PYTHON) -m cython_lint.cython_lint src || rc=1; \
+	exit $$rc
 
 beanstalkd:
 	@bash scripts/ensure-beanstalkd.sh
 
 deps: build-deps test-deps beanstalkd
 
+# pytest-xdist workers, each with its own beanstalkd; 0 runs the suite in this process. Most
+# of a test's wall time is a round trip to beanstalkd or a deliberate wait, so on 2 cores 3
+# workers finish sooner than 2.
+PYTEST_WORKERS ?= 3
 test: build test-deps beanstalkd
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 # The documentation site (Sphinx + MyST, pinned in docs/requirements.txt) into $(DOCS_BUILD)/html;
 # every warning is an error. It documents the API, which both cores share: the pure-Python one is used
@@ -57,8 +76,15 @@ docs: $(USE_VENV)
 	BEANSTALKC_FAST_PUREPYTHON=1 $(PYTHON) -m sphinx -W --keep-going -q -b html docs $(DOCS_BUILD)/html
 	@echo "docs: $(DOCS_BUILD)/html/index.html"
 
+# Builds the C reference client (cc -O2, benchmarks/build/), installs missing peers and matplotlib
+# into .venv-bench/, runs the benchmark (~2 min). BENCH_ARGS=--quick for a smoke run; see
+# benchmarks/README.md for the other options.
 bench: build beanstalkd
-	$(PYTHON) benchmarks/bench.py
+	$(PYTHON) benchmarks/bench.py $(BENCH_ARGS)
+
+# Instructions per operation under callgrind (valgrind), both cores. PROFILE_ARGS=-n 1000 etc.
+profile: build beanstalkd
+	$(PYTHON) benchmarks/instructions.py $(PROFILE_ARGS)
 
 dist-check: $(USE_VENV)
 	PYTHON=$(PYTHON) bash scripts/dist-check.sh
@@ -68,6 +94,6 @@ multi-python:
 	bash scripts/multi-python.sh $(MULTI_PYTHON_ARGS)
 
 clean:
-	rm -rf build dist wheelhouse *.egg-info src/*.c src/*.html $(DOCS_BUILD) \
-	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache
+	rm -rf build dist wheelhouse *.egg-info benchmarks/build src/*.c src/*.html $(DOCS_BUILD) \
+	  beanstalkc_fast/*.so beanstalkc_fast/*.pyd .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

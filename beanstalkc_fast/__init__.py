@@ -12,18 +12,22 @@ __version__ = "0.1.0"
 from ._impl import IMPLEMENTATION, core as _core  # noqa: E402,F401
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
-                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, Pipeline)
-from .errors import (BadFormat, BatchError, BeanstalkcException, Buried,  # noqa: E402
+                         DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, Pipeline, from_url)
+from .endpoint import Endpoint, parse_url  # noqa: E402
+from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, Buried,  # noqa: E402
                      CommandFailed, ConcurrentUseError, ConnectionBroken, DeadlineSoon,
                      Draining, ExpectedCRLF, InternalError, JobTooBig, NotFound, NotIgnored,
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
+from .stats import JobStats, ServerStats, TubeStats  # noqa: E402
+from .worker import Worker  # noqa: E402,F401
 
 __all__ = [
-    "Connection", "Pipeline", "Job", "IMPLEMENTATION", "DEFAULT_HOST", "DEFAULT_PORT",
+    "Connection", "Pipeline", "Job", "from_url", "parse_url", "Endpoint", "IMPLEMENTATION",
+    "DEFAULT_HOST", "DEFAULT_PORT",
     "DEFAULT_PRIORITY", "DEFAULT_TTR", "DEFAULT_TUBE_NAME", "BeanstalkcException",
     "UnexpectedResponse", "CommandFailed", "DeadlineSoon", "SocketError", "Buried",
     "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
     "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
-    "InternalError",
+    "InternalError", "BodyTypeError", "Worker", "ServerStats", "TubeStats", "JobStats",
 ]

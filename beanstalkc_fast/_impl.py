@@ -5,11 +5,13 @@ twin; ``BEANSTALKC_FAST_REQUIRE_EXTENSION=1`` makes a missing extension an
 error. Each connection can also be handed a core of its own (``core=``)."""
 
 import os
-from types import ModuleType
 
 from . import _pyprotocol
+from ._interface import CoreModule
 
-core: ModuleType
+# mypy checks that _pyprotocol provides everything a CoreModule promises
+# (tests/test_interface.py checks both cores at run time)
+core: CoreModule
 IMPLEMENTATION: str
 
 

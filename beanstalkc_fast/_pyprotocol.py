@@ -6,13 +6,19 @@ own buffer (bodies by their announced length) and hands back parsed parts.
 After any failure mid-reply it marks itself broken and refuses further use.
 """
 
+import decimal
+import math
+import numbers
+import os
 import socket
+import ssl
 import struct
 import sys
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Tuple
 
 from ._shared import note_lost_reply
-from .errors import ConcurrentUseError, ConnectionBroken, SocketError, UnexpectedResponse
+from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
+                     UnexpectedResponse)
 
 MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
 MAX_BODY = 1 << 30            # beanstalkd's own ceiling for -z
@@ -38,14 +44,27 @@ Reply = Tuple[str, Any, Optional[bytes]]
 
 
 def check_uint(name: str, value: Any, maximum: int = MAX_UINT32) -> int:
-    """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError."""
-    if type(value) is not int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError("%s must be an int, not %s" % (name, type(value).__name__))
-        value = int(value)
-    if value < 0 or value > maximum:
-        raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, value))
-    return value
+    """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError.
+
+    An int, or a finite real number (float, Fraction, Decimal, numpy scalars)
+    truncated toward zero, which is what beanstalkc's ``%d`` sent: 2.9 -> 2,
+    -0.5 -> 0. The range is checked after truncation. bool is refused (a
+    flag passed as a job id would name job 1), so are str, None, NaN, infinity.
+    """
+    number: int = value if type(value) is int else _truncate(name, value)
+    if number < 0 or number > maximum:
+        raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, number))
+    return number
+
+
+def _truncate(name: str, value: Any) -> int:
+    """A real number (not bool) truncated toward zero, else TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+        raise TypeError("%s must be a number, not %s" % (name, type(value).__name__))
+    try:
+        return int(math.trunc(value))
+    except (ValueError, OverflowError, ArithmeticError):
+        raise ValueError("%s must be a finite number, got %r" % (name, value)) from None
 
 
 def check_name(name: Any) -> bytes:
@@ -72,11 +91,11 @@ def encode_body(body: Any, encoding: Optional[str]) -> bytes:
         return body
     if isinstance(body, str):
         if encoding is None:
-            raise TypeError("job body must be bytes when encoding is None")
+            raise BodyTypeError("job body must be bytes when encoding is None, not str")
         return body.encode(encoding)
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body)
-    raise TypeError("job body must be str or bytes, not %s" % type(body).__name__)
+    raise BodyTypeError("job body must be str or bytes, not %s" % type(body).__name__)
 
 
 def encode_id(verb: bytes, jid: Any) -> bytes:
@@ -93,33 +112,89 @@ def encode_put(body: Any, priority: Any, delay: Any, ttr: Any,
         check_uint("ttr", ttr), len(data), data)
 
 
-def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
-    """Kernel-side send/receive timeouts on a blocking socket (None: wait forever)."""
+MIN_TIMEOUT = 1e-6            # a positive timeout never rounds down to "forever"
+MAX_TIMEOUT = 2e6             # ~23 days; longer ones are clamped (poll() takes int ms)
+SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)    # EPIPE, never SIGPIPE
+_UNSET = object()             # no timeout applied to the socket yet
+
+
+def _clamp(seconds: Optional[float]) -> Optional[float]:
+    """A timeout the OS can express: None stays None (forever), anything
+    else lies in MIN_TIMEOUT..MAX_TIMEOUT."""
     if seconds is None:
-        seconds = 0.0          # 0 means "no timeout" to the kernel
-    elif seconds <= 0:
-        seconds = 1e-6
-    if sys.platform == "win32":
-        packed = struct.pack("I", int(seconds * 1000))
+        return None
+    if not seconds > MIN_TIMEOUT:          # also NaN: never "forever"
+        return MIN_TIMEOUT
+    return min(float(seconds), MAX_TIMEOUT)
+
+
+def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
+    """Kernel-side send/receive timeouts on a blocking socket (None: wait
+    forever), rounded up to what the kernel can express."""
+    seconds = _clamp(seconds)
+    if seconds is None:
+        whole = usec = 0                   # 0 means "no timeout" to the kernel
     else:
         whole = int(seconds)
-        packed = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+        usec = max(math.ceil((seconds - whole) * 1e6), 1 if whole == 0 else 0)
+        if usec >= 1000000:
+            whole, usec = whole + 1, 0
+    if sys.platform == "win32":
+        packed = struct.pack("I", whole * 1000 + math.ceil(usec / 1000))
+    else:
+        packed = struct.pack("ll", whole, usec)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
 
 
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def send_flags(sock: Any, extra: int = 0) -> int:
+    """The flags for ``sock.send``: none on a TLS socket (``ssl.SSLSocket``
+    refuses any), else MSG_NOSIGNAL and ``extra``."""
+    return 0 if isinstance(sock, ssl.SSLSocket) else SEND_FLAGS | extra
+
+
+def _send_all(sock: Any, data: bytes) -> None:
+    """Send all of ``data`` through the socket object; its timeout bounds each
+    wait for buffer room, not the whole transfer (as SO_SNDTIMEO does)."""
+    view = memoryview(data)
+    flags = send_flags(sock)
+    while view:
+        view = view[sock.send(view, flags):]
+
+
+def _prepare(sock: Any) -> None:
+    """Make ``sock`` blocking and never raise SIGPIPE where a flag cannot."""
+    sock.settimeout(None)
+    if hasattr(socket, "SO_NOSIGPIPE"):    # BSD and macOS have no MSG_NOSIGNAL
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_NOSIGPIPE, 1)
+        except (OSError, AttributeError):
+            pass
+
+
 class Core:
-    """One connection's socket, read buffer and reply parser."""
+    """One connection's socket, read buffer and reply parser.
+
+    IO goes through the socket object's methods with Python-level timeouts
+    (``sock.settimeout``): they hold as deadlines across signals (PEP 475)
+    and let gevent/eventlet sockets cooperate.
+    """
 
     def __init__(self, sock: socket.socket, timeout: Optional[float] = None,
                  max_body: int = MAX_BODY) -> None:
-        sock.settimeout(None)              # blocking; timeouts are set in the kernel
+        _prepare(sock)
         self.sock = sock
         self.timeout = timeout
         self.max_body = max_body
         self.broken: Optional[str] = None
         self._busy = False
-        self._current: Any = -1.0          # kernel timeout now in force
+        self._closing = False              # close() was called
+        self._released = False             # the socket is closed
+        self._pid = os.getpid()
+        self._current: Any = _UNSET        # timeout now in force on the socket
         self._buf = bytearray(READ_CHUNK)
         self._view = memoryview(self._buf)
         self._pos = 0
@@ -129,7 +204,7 @@ class Core:
     # -- timeouts -----------------------------------------------------------
     def _apply_timeout(self, seconds: Optional[float]) -> None:
         if seconds != self._current:
-            _set_timeout(self.sock, seconds)
+            self.sock.settimeout(_clamp(seconds))
             self._current = seconds
 
     def _deadline(self, extra: Optional[float]) -> Optional[float]:
@@ -137,6 +212,15 @@ class Core:
         if extra is None or self.timeout is None:
             return None
         return self.timeout + extra
+
+    # -- IO -------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        """Send all of ``data`` (EPIPE as an error, never SIGPIPE)."""
+        _send_all(self.sock, data)
+
+    def _recv_into(self, view: memoryview) -> int:
+        """Read what is available into ``view`` (0 at EOF)."""
+        return self.sock.recv_into(view)
 
     # -- entry and exit -----------------------------------------------------
     def _enter(self) -> None:
@@ -147,8 +231,19 @@ class Core:
                 "connection used by two threads at once; use one Connection per thread")
         self._busy = True
 
+    def _leave(self) -> None:
+        self._busy = False
+        if self._closing:                  # close() came from another thread meanwhile
+            self._release()
+
     def _fail(self, exc: BaseException) -> BaseException:
-        """Mark broken; the exception to raise in place of ``exc``."""
+        """Mark broken and close the socket (so the server frees this
+        connection's reservations now); the exception to raise in place of ``exc``."""
+        self._release()
+        if self._closing and isinstance(exc, (OSError, SocketError)):
+            err = SocketError("connection closed by close() while in use")
+            err.__cause__ = exc
+            return err
         if isinstance(exc, SocketError):
             self.broken = str(exc)
             return exc
@@ -163,14 +258,36 @@ class Core:
         self.broken = "interrupted: %r" % (exc,)
         return exc
 
-    def close(self) -> None:
-        """Close the socket; the core stays broken."""
+    def _release(self) -> None:
+        """Close the socket once; its descriptor is never used again."""
+        if not self._released:
+            self._released = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def close(self, quit: bool = False, reason: str = "closed") -> None:
+        """Close the socket; the core stays broken (``broken`` = ``reason``
+        unless it already was). ``quit``: on a healthy idle connection first
+        send ``quit`` (never blocks, never raises, never SIGPIPE). A call
+        blocked in another thread fails at once with SocketError; the
+        descriptor is released when that call has left."""
         if self.broken is None:
-            self.broken = "closed"
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+            self.broken = reason
+            if quit and not self._busy:
+                try:
+                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
+                except OSError:
+                    pass
+        self._closing = True
+        if self._busy and self._pid == os.getpid():
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)   # wakes a blocked recv
+            except OSError:
+                pass
+        else:
+            self._release()
 
     # -- one command ----------------------------------------------------------
     def request(self, data: bytes, extra: Optional[float] = 0.0) -> Reply:
@@ -182,12 +299,12 @@ class Core:
         self._enter()
         try:
             self._apply_timeout(self._deadline(extra))
-            self.sock.sendall(data)
+            self._send(data)
             return self._read_reply()
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
         finally:
-            self._busy = False
+            self._leave()
 
     def execute(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
         """Send one command for ``conn`` and return its result as ``cmd`` (a
@@ -253,7 +370,7 @@ class Core:
                         sent += 1
                         pending = None
                     if out:
-                        self.sock.sendall(b"".join(out))
+                        self._send(b"".join(out))
                         out.clear()
                 if done == sent:
                     if exhausted:
@@ -269,7 +386,7 @@ class Core:
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
         finally:
-            self._busy = False
+            self._leave()
         if deferred is not None:
             raise deferred
 
@@ -288,7 +405,7 @@ class Core:
                 self._view.release()
                 self._buf.extend(bytes(min(size, need - have)))
                 self._view = memoryview(self._buf)
-            n = self.sock.recv_into(self._view[self._end:])
+            n = self._recv_into(self._view[self._end:])
             if n == 0:
                 raise SocketError("connection closed by the server")
             self._end += n
@@ -332,7 +449,7 @@ class Core:
         try:
             name = status.decode("ascii")
         except UnicodeDecodeError:
-            name = None
+            name = ""
         shape = _SHAPES.get(name, -1) if name else -1
         if shape < 0:
             raise UnexpectedResponse("unknown reply %r" % (line[:80],))
@@ -363,7 +480,7 @@ _STR_KEYS = frozenset(("name", "tube", "state", "version", "hostname", "os",
                        "platform"))
 
 
-def _scalar(key: str, raw: str, str_keys: frozenset) -> Any:
+def _scalar(key: str, raw: str, str_keys: FrozenSet[str]) -> Any:
     if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
         return raw[1:-1]
     if key in str_keys or key in _STR_KEYS:
@@ -381,7 +498,7 @@ def _scalar(key: str, raw: str, str_keys: frozenset) -> Any:
     return raw
 
 
-def parse_yaml(body: bytes, str_keys: frozenset = frozenset()) -> Any:
+def parse_yaml(body: bytes, str_keys: FrozenSet[str] = frozenset()) -> Any:
     """The typed value of a stats or list reply: a dict or a list of str.
 
     Integers become int, ``rusage-*`` float, ``true``/``false`` bool, names,

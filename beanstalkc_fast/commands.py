@@ -84,7 +84,8 @@ class Command(tuple):  # type: ignore[type-arg]
     lost = property(itemgetter(3), doc="what a lost reply leaves unknown, for the SocketError")
     name = property(itemgetter(4), doc="the command's name")
     on_ok = property(itemgetter(5), doc="CUSTOM: (conn, value, body, arg) -> the result")
-    alt = property(itemgetter(6), doc="other statuses that are results (an exception class: raised)")
+    alt = property(itemgetter(6),
+                   doc="other statuses that are results (an exception class: raised)")
     safe = property(itemgetter(7), doc="may be sent again after its reply was lost")
 
     def __repr__(self) -> str:
@@ -265,7 +266,8 @@ class Commands:
             SocketError: the reply was lost; the message says the job may or
                 may not have been inserted (never re-sent, also not with
                 ``auto_reconnect``).
-            ValueError, TypeError: a bad argument; nothing was sent.
+            ValueError, TypeError: a bad argument (a body neither str nor
+                bytes-like: ``BodyTypeError``); nothing was sent.
         """
         return self._run(self, PUT, self._impl.encode_put(body, priority, delay, ttr,
                                                         self.encoding))
@@ -692,7 +694,8 @@ class ReserveRounds:
         self.jobs += got
 
     def failed(self, exc: BaseException) -> None:
-        exc.results = self.jobs + reserved_jobs(getattr(exc, "results", ()))  # type: ignore
+        exc.results = (  # type: ignore[attr-defined]
+            self.jobs + reserved_jobs(getattr(exc, "results", ())))
 
 
 def reserved_jobs(results: Iterable[Any]) -> List[Any]:

@@ -12,10 +12,12 @@ import numbers
 import os
 import select
 import socket
+import ssl as ssl_module
 import time
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Union
 
+from . import endpoint as _endpoint
 from ._impl import core as _default_core
 from ._shared import set_keepalive
 from .commands import (BURY, DEFAULT_PRIORITY, DEFAULT_TTR, DEFAULT_TUBE_NAME,
@@ -23,7 +25,7 @@ from .commands import (BURY, DEFAULT_PRIORITY, DEFAULT_TTR, DEFAULT_TUBE_NAME,
                        Command, Commands, Kinds, PipelineCommands, PutStream, YamlOption,
                        checked, by_id_commands, job_ids, lost_note, priorities_of,
                        ReserveRounds, restore_commands, split_items, stats_commands, unreserve)
-from .errors import ConcurrentUseError, ConnectionBroken, SocketError
+from .errors import ConnectionBroken, SocketError
 from .job import Job
 
 DEFAULT_HOST = "localhost"
@@ -84,6 +86,8 @@ def _check_keepalive(name: str, value: Any) -> Optional[int]:
 def _peer_gone(sock: Any) -> bool:
     """Whether the peer already closed (or sent unasked-for bytes on) an idle
     socket, without blocking: a poll with timeout 0, then a 1-byte peek."""
+    if isinstance(sock, ssl_module.SSLSocket):
+        return _endpoint.tls_peer_gone(sock)
     try:
         if hasattr(select, "poll"):
             poller = select.poll()
@@ -108,7 +112,12 @@ class Connection(Commands, YamlOption):
     (the read deadline of every command; a reserve with a timeout is allowed
     that much longer, a reserve without one waits indefinitely), ``unix_socket``
     (a path, instead of host and port), ``keepalive_*`` (TCP keepalive idle
-    time, probe interval and probe count, seconds). TCP_NODELAY and
+    time, probe interval and probe count, seconds), ``ssl`` (True: TLS with
+    ``ssl.create_default_context()``, or an ``ssl.SSLContext``; certificates
+    and host names verified as the context says, the default verifies both)
+    and ``server_hostname`` (the name the certificate must carry; default:
+    ``host``). A failed TLS handshake is a SocketError saying why, before
+    anything is sent. TCP_NODELAY and
     SO_KEEPALIVE are on. Timeouts are None or seconds in (0, 1 year];
     ``connect_timeout`` left out means ``socket.getdefaulttimeout()`` at the
     time of connecting.
@@ -125,9 +134,12 @@ class Connection(Commands, YamlOption):
     stays closed until ``connect()`` or ``reconnect()``.
 
     Ranges: priorities are 0..2**32-1, 0 the most urgent; delays, TTRs and
-    timeouts are whole seconds, 0..2**32-1; job ids are ints up to 2**64-1. Arguments
-    are checked before anything is sent: ``ValueError`` for a number out of
-    range or an invalid tube name, ``TypeError`` for a value of the wrong type.
+    timeouts are whole seconds, 0..2**32-1; job ids up to 2**64-1. A finite
+    float (or Fraction, Decimal) is truncated toward zero, as beanstalkc's
+    ``%d`` did; the range is checked after that. Arguments are checked
+    before anything is sent: ``ValueError`` for a number out of range, NaN,
+    infinity or an invalid tube name, ``TypeError`` for a value of the wrong
+    type (a bool, a str, None; a body: ``BodyTypeError``).
 
     Every command can also raise: ``SocketError`` (the connection failed,
     timed out or was lost; it is broken from then on), ``ConnectionBroken``
@@ -139,7 +151,8 @@ class Connection(Commands, YamlOption):
     the Cython one, or ``beanstalkc_fast._pyprotocol``, its pure-Python twin);
     default: the one the package picked (``IMPLEMENTATION``).
 
-    A connection belongs to one thread; see the README for the contract.
+    A connection belongs to one thread; ``close()`` from another thread
+    wakes a call blocked in it with ``SocketError``.
     """
 
     # Class-level defaults, so that a subclass whose __init__ does not call
@@ -149,6 +162,8 @@ class Connection(Commands, YamlOption):
     unix_socket: Optional[str] = None
     encoding: Optional[str] = "utf-8"
     keepalive: Any = (60, 10, 3)
+    server_hostname: Optional[str] = None
+    _ssl_context: Optional[ssl_module.SSLContext] = None
     _parse = True
     _yaml: Optional[Callable[[str], Any]] = None
     _auto_reconnect = False
@@ -170,6 +185,7 @@ class Connection(Commands, YamlOption):
                  unix_socket: Optional[str] = None,
                  keepalive_idle: Optional[float] = 60, keepalive_interval: Optional[float] = 10,
                  keepalive_count: Optional[int] = 3, auto_reconnect: bool = False,
+                 ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None,
                  core: Any = None) -> None:
         self._impl = _default_core if core is None else core
         if parse_yaml is True:
@@ -189,6 +205,11 @@ class Connection(Commands, YamlOption):
                           _check_keepalive("keepalive_interval", keepalive_interval),
                           _check_keepalive("keepalive_count", keepalive_count))
         self.auto_reconnect = auto_reconnect
+        self._ssl_context = _endpoint.ssl_context(ssl)
+        self.server_hostname = _endpoint.check_server_hostname(server_hostname)
+        if (self._ssl_context is not None and self._ssl_context.check_hostname
+                and unix_socket is not None and server_hostname is None):
+            raise ValueError("ssl over a unix_socket needs server_hostname= (the name to verify)")
         self._using = DEFAULT_TUBE_NAME
         self._watching = [DEFAULT_TUBE_NAME]
         self._core = None
@@ -218,12 +239,8 @@ class Connection(Commands, YamlOption):
         seconds = _check_timeout("socket_timeout", seconds)
         self._socket_timeout = seconds
         core = self._core
-        if core is not None and core.broken is None:
-            core.timeout = seconds
-            try:
-                core.pipeline((), [])     # an empty batch: applies the new timeout, sends nothing
-            except ConcurrentUseError:
-                pass                      # in use by another thread: its next command applies it
+        if core is not None:
+            core.timeout = seconds        # the cores apply it from the next command on
 
     @property
     def auto_reconnect(self) -> bool:
@@ -269,17 +286,45 @@ class Connection(Commands, YamlOption):
         except OSError as exc:
             # args[0] is the OSError, as with beanstalkc
             raise SocketError(exc) from exc
+        if self._ssl_context is not None:
+            sock = self._tls_handshake(sock, self._ssl_context)
         core = self._core = self._impl.Core(sock, self.socket_timeout)
         self._closed = False
         self._request = core.request
         self._bind_run()
         _LIVE.add(self)
+        if self._ssl_context is not None:
+            self._confirm_tls(core)
         # the tubes stay recorded as wanted until a reconnect restores them
         for cmd, data, arg in restore_commands(self._using, self._watching,
                                                self._impl.check_name):
             status, value, body = core.request(data)
             cmd.finish(status, value, body, self, arg)
         self._last_io = time.monotonic()
+
+    def _tls_handshake(self, sock: socket.socket,
+                       context: ssl_module.SSLContext) -> ssl_module.SSLSocket:
+        """``sock`` wrapped in TLS, handshake done within connect_timeout;
+        on failure the socket is closed and SocketError says why."""
+        hostname = self.server_hostname or (None if self.unix_socket is not None else self.host)
+        try:
+            return context.wrap_socket(sock, server_hostname=hostname)
+        except (OSError, ValueError) as exc:    # SSLError, timeout, reset; bad hostname
+            sock.close()
+            where = self.unix_socket or "%s:%s" % (self.host, self.port)
+            raise SocketError(_endpoint.tls_failure(where, exc)) from exc
+
+    def _confirm_tls(self, core: Any) -> None:
+        # A TLS 1.3 server checks the client certificate after the client's
+        # handshake is done: one round trip makes a refusal fail here, in
+        # connect(), and not on the first command.
+        try:
+            core.request(b"list-tube-used\r\n")
+        except SocketError as exc:
+            where = self.unix_socket or "%s:%s" % (self.host, self.port)
+            raise SocketError("TLS connection to %s failed right after the handshake (a server "
+                              "closes here when it refuses a missing or untrusted client "
+                              "certificate): %s" % (where, exc)) from exc
 
     def _set_keepalive(self, sock: socket.socket) -> None:
         set_keepalive(sock, *self.keepalive)
@@ -298,13 +343,7 @@ class Connection(Commands, YamlOption):
         core = self._core
         if core is None:
             return
-        if core.broken is None:
-            try:
-                core.sock.send(b"quit\r\n")
-            except OSError:
-                pass
-            core.broken = "closed by close()"
-        core.close()
+        core.close(quit=True, reason="closed by close()")
 
     def reconnect(self) -> None:
         """Close, connect again, and restore the used tube and the watch list.
@@ -615,3 +654,23 @@ class Pipeline(PipelineCommands):
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
         if exc_type is None:
             self.execute()
+
+
+def from_url(url: str, **options: Any) -> Connection:
+    """A Connection to ``beanstalk://host[:port][/tube][?option=value&...]``,
+    ``beanstalks://...`` (TLS) or ``unix:///path/to/socket[?...]``; the tube
+    in the URL is used and watched, and ``default`` ignored. Keyword
+    ``options`` are Connection arguments and win over the query's (``ssl=``:
+    an SSLContext for a beanstalks:// URL). A bad URL or option is a
+    ValueError raised before connecting (see ``endpoint.parse_url``)."""
+    where = _endpoint.parse_url(url)
+    conn = Connection(**_endpoint.connection_kwargs(where, options))
+    if where.tube is not None and where.tube != DEFAULT_TUBE_NAME:
+        try:
+            conn.use(where.tube)
+            conn.watch(where.tube)
+            conn.ignore(DEFAULT_TUBE_NAME)
+        except BaseException:
+            conn.close()
+            raise
+    return conn

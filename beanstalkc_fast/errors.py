@@ -4,7 +4,7 @@
 the subclasses let a caller catch exactly one status.
 """
 
-from typing import Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Type, cast
 
 
 class BeanstalkcException(Exception):
@@ -60,7 +60,7 @@ class CommandFailed(BeanstalkcException):
     @property
     def command(self) -> str:
         """The command that failed, e.g. ``"delete"``."""
-        return self.args[0]
+        return cast(str, self.args[0])
 
 
 class NotFound(CommandFailed):
@@ -122,6 +122,13 @@ class InternalError(CommandFailed):
     status = "INTERNAL_ERROR"
 
 
+class BodyTypeError(TypeError, AssertionError):
+    """A job body that is neither str nor bytes-like (or a str when the
+    connection's encoding is None). A TypeError, and an AssertionError as
+    beanstalkc raised: ``except TypeError`` and ``except AssertionError``
+    both catch it. Nothing was sent."""
+
+
 class ConcurrentUseError(BeanstalkcException):
     """Two threads used one connection at the same time.
 
@@ -138,12 +145,12 @@ class BatchError(BeanstalkcException):
     connection stays usable.
     """
 
-    def __init__(self, message: str, results: list) -> None:
+    def __init__(self, message: str, results: List[Any]) -> None:
         super().__init__(message, results)
         self.results = results
 
     @property
-    def errors(self) -> list:
+    def errors(self) -> List[BaseException]:
         """The exception instances in ``results``."""
         return [r for r in self.results if isinstance(r, BaseException)]
 

@@ -1,19 +1,26 @@
 """Throughput and client CPU per op of beanstalkc_fast (Cython core and pure-Python
-core), greenstalk when importable, and the minimal C client ../shared/bench/limit.c,
-side by side in one run against one beanstalkd, interleaved round-robin, median of
---repeat measurements.
+core), the peer clients (greenstalk) and the project's own minimal C client
+(benchmarks/refclient.c), side by side in one run against one beanstalkd,
+interleaved round-robin, median of --repeat measurements, ratios to the C client.
 
-    python benchmarks/bench.py [--seconds 1] [--repeat 3] [--pin] [--quick]
+    python benchmarks/bench.py [--seconds 0.7] [--repeat 3] [--pin] [--quick]
+                               [--no-peers] [--no-chart] [--publish]
                                [--workloads put,resdel,...] [--clients C,cython,...]
-                               [--limit-src PATH]
 
-Starts its own beanstalkd on a free loopback port and stops it by PID at the end.
-Every measurement runs in its own subprocess on a fresh tube; CPU is the client's
-user+sys time (getrusage(RUSAGE_SELF)) over the timed section only.
-Stdlib only; greenstalk is optional.
+`make bench` runs it (BENCH_ARGS=... passes options). It builds the C client with
+`cc -O2` into benchmarks/build/, installs missing peers and matplotlib (for the
+chart) into the benchmark-only virtual environment .venv-bench/ (or the user site
+when no venv can be made), starts its own beanstalkd on a free loopback port and
+stops it by PID at the end. Every measurement runs in its own process on a fresh
+tube; CPU is the client's user+sys time over the timed section only. The Markdown
+table goes to stdout and, with the JSON and the chart, to benchmarks/results/runs/.
 """
 
+from __future__ import annotations
+
 import argparse
+import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -21,44 +28,76 @@ import platform
 import resource
 import shutil
 import signal
+import site
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LIMIT_SRC = ROOT.parent / "shared" / "bench" / "limit.c"
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+REF_SRC = BENCH_DIR / "refclient.c"
+REF_EXE = BENCH_DIR / "build" / "refclient"
+RESULTS_DIR = BENCH_DIR / "results"          # published chart and table (committed)
+RUNS_DIR = RESULTS_DIR / "runs"              # every run's outputs (not committed)
+# the benchmark-only venv, one per base interpreter (same path inside the venv and outside it)
+VENV = ROOT / ".venv-bench" / ("%s-%d.%d-%s" % (
+    sys.implementation.name, *sys.version_info[:2],
+    hashlib.sha1(sys.base_prefix.encode()).hexdigest()[:8]))
 
-WORKLOADS = ["put", "resdel", "cycle", "put64k", "stats", "pput", "pres"]
-CLIENTS = ["C", "cython", "python", "greenstalk"]
+SYNC_WORKLOADS = ("put", "resdel", "cycle", "put64k", "stats")
 BATCH_WORKLOADS = ("pput", "pres")
+WORKLOADS = list(SYNC_WORKLOADS + BATCH_WORKLOADS)
 PUT_WORKLOADS = ("put", "put64k", "pput")
-# workload -> (limit.c workload, body bytes)
+# workload -> (refclient workload, body bytes)
 C_WORKLOADS = {"put": ("put", 100), "resdel": ("resdel", 100), "cycle": ("cycle", 100),
                "put64k": ("put", 65536), "stats": ("stats", 100),
                "pput": ("pput", 100), "pres": ("pres", 100)}
-# calibration sizes (ops) per workload
+# ops per calibration probe; --quick measures once with these sizes, uncalibrated
 PROBE_N = {"put": 500, "resdel": 500, "cycle": 300, "put64k": 200, "stats": 500,
            "pput": 5000, "pres": 5000}
 MIN_N = 200
-BATCH = 512                  # limit.c's default -B / -W
-SEGMENT_BYTES = 128 << 20    # put workloads drain (untimed) every 128 MiB, like limit.c
+BATCH = 512                  # pipelining window and batch size (C: -W/-B)
+SEGMENT_BYTES = 128 << 20    # put workloads drain (untimed) every 128 MiB, like the C client
 NOT_FOUND = "beanstalkd not found: sudo apt-get install -y beanstalkd"
 
+CORES = ("cython", "python")
 
-def body_size(workload):
-    return 65536 if workload == "put64k" else 100
+
+@dataclass(frozen=True)
+class Peer:
+    """Another client measured beside ours; installed on demand unless --no-peers."""
+    module: str                   # import name
+    requirement: str              # pip requirement
+    workloads: Tuple[str, ...]    # the workloads it can run (others are skipped)
+
+
+# Peers by client name. An asyncio peer (aiostalk) joins here with its asyncio workloads:
+# a Peer entry, a connect function in CONNECT, its workloads in WORKLOADS/C_WORKLOADS/PROBE_N
+# and their runners in RUNNERS (an async runner wraps asyncio.run around its timed loop).
+PEERS: Dict[str, Peer] = {
+    "greenstalk": Peer("greenstalk", "greenstalk", SYNC_WORKLOADS),
+}
+CHART = ("matplotlib", "matplotlib")          # optional: the chart (import name, requirement)
+CLIENTS = ["C", *CORES, *PEERS]
+
+
+def body_size(workload: str) -> int:
+    return C_WORKLOADS[workload][1]
 
 
 # ------------------------------------------------------------------------------------
 # worker: one client, one workload, one measurement, in its own process
 # ------------------------------------------------------------------------------------
 
-def _cpu():
+def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
@@ -66,47 +105,50 @@ def _cpu():
 class _Timer:
     """Accumulates wall and CPU time over possibly several timed segments."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.wall = self.cpu = 0.0
 
-    def __enter__(self):
+    def __enter__(self) -> "_Timer":
         self._c0 = _cpu()
         self._t0 = time.perf_counter()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         t1 = time.perf_counter()
         c1 = _cpu()
         self.wall += t1 - self._t0
         self.cpu += c1 - self._c0
-        return False
 
 
-def _connect(impl, port, tube):
-    if impl == "greenstalk":
-        import greenstalk
-        return greenstalk.Client(("127.0.0.1", port), encoding=None, use=tube, watch=tube)
+def _connect_core(impl: str, port: int, tube: str) -> Any:
     import beanstalkc_fast as bc
     if bc.IMPLEMENTATION != impl:
         raise SystemExit("beanstalkc_fast.IMPLEMENTATION is %r, expected %r"
                          % (bc.IMPLEMENTATION, impl))
-    try:
-        c = bc.Connection(host="127.0.0.1", port=port, encoding=None)
-    except TypeError:  # no encoding option: classic defaults
-        c = bc.Connection(host="127.0.0.1", port=port)
+    c = bc.Connection(host="127.0.0.1", port=port, encoding=None)
     c.use(tube)
     c.watch(tube)
     c.ignore("default")
     return c
 
 
-def _has_batch(c):
+def _connect_greenstalk(impl: str, port: int, tube: str) -> Any:
+    import greenstalk
+    return greenstalk.Client(("127.0.0.1", port), encoding=None, use=tube, watch=tube)
+
+
+CONNECT: Dict[str, Callable[[str, int, str], Any]] = {
+    "cython": _connect_core, "python": _connect_core, "greenstalk": _connect_greenstalk,
+}
+
+
+def _has_batch(c: Any) -> bool:
     return all(hasattr(c, m) for m in ("put_many", "reserve_many", "delete_many"))
 
 
-def _fill(impl, c, n, body):
+def _fill(impl: str, c: Any, n: int, body: bytes) -> None:
     """Untimed prefill of n jobs."""
-    if impl != "greenstalk" and hasattr(c, "put_many"):
+    if impl in CORES and hasattr(c, "put_many"):
         left = n
         while left:
             k = min(left, 10000)
@@ -117,7 +159,7 @@ def _fill(impl, c, n, body):
             c.put(body)
 
 
-def _drain(impl, c):
+def _drain(impl: str, c: Any) -> int:
     """Untimed: delete every ready job of the watched tube; returns the count."""
     count = 0
     if impl == "greenstalk":
@@ -144,7 +186,7 @@ def _drain(impl, c):
         count += 1
 
 
-def _run_put(impl, c, n, body, batch):
+def _run_put(impl: str, c: Any, n: int, body: bytes, batch: bool) -> _Timer:
     timer = _Timer()
     seg = max(1, SEGMENT_BYTES // len(body))
     left = n
@@ -168,7 +210,7 @@ def _run_put(impl, c, n, body, batch):
     return timer
 
 
-def _run_resdel(impl, c, n, body):
+def _run_resdel(impl: str, c: Any, n: int, body: bytes) -> _Timer:
     _fill(impl, c, n, body)
     timer = _Timer()
     reserve = c.reserve
@@ -184,7 +226,7 @@ def _run_resdel(impl, c, n, body):
     return timer
 
 
-def _run_cycle(impl, c, n, body):
+def _run_cycle(impl: str, c: Any, n: int, body: bytes) -> _Timer:
     timer = _Timer()
     put, reserve = c.put, c.reserve
     if impl == "greenstalk":
@@ -201,7 +243,7 @@ def _run_cycle(impl, c, n, body):
     return timer
 
 
-def _run_stats(c, n):
+def _run_stats(impl: str, c: Any, n: int, body: bytes) -> _Timer:
     s = c.stats()
     if not isinstance(s, dict) or "current-jobs-ready" not in s:
         raise SystemExit("stats() did not return a parsed dict: %r" % (type(s),))
@@ -213,7 +255,7 @@ def _run_stats(c, n):
     return timer
 
 
-def _run_pres(impl, c, n, body):
+def _run_pres(impl: str, c: Any, n: int, body: bytes) -> _Timer:
     _fill(impl, c, n, body)
     timer = _Timer()
     reserve_many, delete_many = c.reserve_many, c.delete_many
@@ -230,26 +272,26 @@ def _run_pres(impl, c, n, body):
     return timer
 
 
-def worker(impl, port, workload, n):
+# workload -> runner(impl, connection, n, body) returning the timed sections
+RUNNERS: Dict[str, Callable[[str, Any, int, bytes], _Timer]] = {
+    "put": lambda impl, c, n, body: _run_put(impl, c, n, body, batch=False),
+    "put64k": lambda impl, c, n, body: _run_put(impl, c, n, body, batch=False),
+    "pput": lambda impl, c, n, body: _run_put(impl, c, n, body, batch=True),
+    "resdel": _run_resdel,
+    "cycle": _run_cycle,
+    "stats": _run_stats,
+    "pres": _run_pres,
+}
+
+
+def worker(impl: str, port: int, workload: str, n: int) -> None:
     """Run one measurement of n ops; print one JSON line."""
     tube = "bench-%s-%s-%s" % (workload, impl, uuid.uuid4().hex[:10])
-    c = _connect(impl, port, tube)
-    if workload in BATCH_WORKLOADS and (impl == "greenstalk" or not _has_batch(c)):
+    c = CONNECT[impl](impl, port, tube)
+    if workload in BATCH_WORKLOADS and not _has_batch(c):
         print(json.dumps({"skip": "no put_many/reserve_many/delete_many"}))
         return
-    body = b"x" * body_size(workload)
-    if workload in PUT_WORKLOADS:
-        timer = _run_put(impl, c, n, body, batch=(workload == "pput"))
-    elif workload == "resdel":
-        timer = _run_resdel(impl, c, n, body)
-    elif workload == "cycle":
-        timer = _run_cycle(impl, c, n, body)
-    elif workload == "stats":
-        timer = _run_stats(c, n)
-    elif workload == "pres":
-        timer = _run_pres(impl, c, n, body)
-    else:
-        raise SystemExit("unknown workload %r" % workload)
+    timer = RUNNERS[workload](impl, c, n, b"x" * body_size(workload))
     _drain(impl, c)  # leave the tube empty whatever happened
     c.close()
     print(json.dumps({"impl": impl, "workload": workload, "n": n, "seconds": timer.wall,
@@ -257,10 +299,78 @@ def worker(impl, port, workload, n):
 
 
 # ------------------------------------------------------------------------------------
+# setup: the C client, the peers and matplotlib
+# ------------------------------------------------------------------------------------
+
+def build_refclient() -> Tuple[Optional[str], Optional[str]]:
+    """(path of the C client, None), rebuilt with `cc -O2` when older than its
+    source, or (None, why it could not be built)."""
+    if REF_EXE.exists() and REF_EXE.stat().st_mtime >= REF_SRC.stat().st_mtime:
+        return str(REF_EXE), None
+    cc = os.environ.get("CC") or shutil.which("cc")
+    if not cc:
+        return None, "no C compiler (cc)"
+    REF_EXE.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [cc, "-O2", "-Wall", "-o", str(REF_EXE), str(REF_SRC)]
+    print("bench: " + " ".join(cmd), file=sys.stderr)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, "cc failed: %s" % r.stderr.strip()[-300:]
+    return str(REF_EXE), None
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _in_bench_venv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+def provide(wanted: Dict[str, str], argv: List[str]) -> List[str]:
+    """Make the modules {import name: pip requirement} importable. Missing ones are
+    installed into the benchmark venv (created with --system-site-packages; this
+    script then re-runs itself under it) or, when no venv can be made, into the user
+    site. Returns a note for each module that stays missing."""
+    missing = {m: r for m, r in wanted.items() if not _importable(m)}
+    if not missing:
+        return []
+    if not _in_bench_venv() and not os.environ.get("BENCH_NO_VENV"):
+        python = VENV / "bin" / "python"
+        if not python.exists():
+            print("bench: creating %s for %s" % (VENV.relative_to(ROOT), ", ".join(missing)),
+                  file=sys.stderr)
+            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)],
+                           capture_output=True)
+        if python.exists():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(str(python), [str(python), str(Path(__file__).resolve()), *argv])
+    where = str(VENV.relative_to(ROOT)) if _in_bench_venv() else "the user site"
+    notes = []
+    for module, req in missing.items():
+        print("bench: installing %s into %s" % (req, where), file=sys.stderr)
+        base = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        tries = [base + [req]] if _in_bench_venv() else [
+            base + ["--user", req], base + ["--user", "--break-system-packages", req]]
+        for cmd in tries:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+        if not _in_bench_venv():
+            site.addsitedir(site.getusersitepackages())
+        importlib.invalidate_caches()
+        if not _importable(module):
+            err = (r.stderr.strip().splitlines() or ["pip failed"])[-1]
+            notes.append("%s not installed (%s)" % (req, err[:200]))
+    return notes
+
+
+# ------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------
 
-def _pin_prefix(pin):
+def _pin_prefix(pin: bool) -> Tuple[List[str], Optional[Callable[[], None]]]:
     """(argv prefix, preexec_fn) placing a child on CPU 0 when pin is set."""
     if not pin:
         return [], None
@@ -270,13 +380,13 @@ def _pin_prefix(pin):
     return [], lambda: os.sched_setaffinity(0, {0})
 
 
-def free_port():
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def stop(proc):
+def stop(proc: "subprocess.Popen[bytes]") -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGTERM)
         try:
@@ -286,7 +396,7 @@ def stop(proc):
             proc.wait()
 
 
-def start_server(exe, pin):
+def start_server(exe: str, pin: bool) -> Tuple["subprocess.Popen[bytes]", int]:
     prefix, preexec = _pin_prefix(pin)
     for _ in range(3):  # the free port may be taken between probe and bind
         port = free_port()
@@ -305,25 +415,15 @@ def start_server(exe, pin):
     raise SystemExit("beanstalkd did not start")
 
 
-def build_limit(src, tmp):
-    cc = shutil.which("cc")
-    if cc is None:
-        return None, "no C compiler (cc)"
-    if not src.is_file():
-        return None, "%s not found" % src
-    exe = os.path.join(tmp, "limit")
-    r = subprocess.run([cc, "-O2", "-o", exe, str(src)], capture_output=True, text=True)
-    if r.returncode != 0:
-        return None, "cc failed: %s" % r.stderr.strip()[-300:]
-    return exe, None
+Result = Dict[str, Any]
 
 
 class Runner:
-    def __init__(self, port, pin, limit):
-        self.port, self.pin, self.limit = port, pin, limit
+    def __init__(self, port: int, pin: bool, refclient: Optional[str]) -> None:
+        self.port, self.pin, self.refclient = port, pin, refclient
         self.prefix, self.preexec = _pin_prefix(pin)
 
-    def _env(self, impl):
+    def client_env(self, impl: str) -> Dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -332,45 +432,49 @@ class Runner:
             env["BEANSTALKC_FAST_PUREPYTHON"] = "1"
         return env
 
-    def _run(self, cmd, env=None):
+    def _run(self, cmd: List[str], env: Optional[Dict[str, str]] = None) -> Result:
         r = subprocess.run(self.prefix + cmd, capture_output=True, text=True, env=env,
                            preexec_fn=self.preexec, timeout=600)
         lines = r.stdout.strip().splitlines()
-        if r.returncode != 0 or not lines:
+        if r.returncode not in (0, 1) or not lines:
             err = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
             return {"error": err[:200]}
-        return json.loads(lines[-1])
+        result: Result = json.loads(lines[-1])
+        return result
 
-    def measure(self, client, workload, n):
+    def measure(self, client: str, workload: str, n: int) -> Result:
         """{"ops_per_s", "cpu_us_per_op"} or {"skip"/"error": reason}."""
         if client == "C":
+            assert self.refclient is not None
             cw, size = C_WORKLOADS[workload]
-            d = self._run([self.limit, "-p", str(self.port), "-w", cw, "-n", str(n),
+            d = self._run([self.refclient, "-p", str(self.port), "-w", cw, "-n", str(n),
                            "-s", str(size), "-W", str(BATCH), "-B", str(BATCH)])
             if "error" in d:
                 return d
-            if d.get("verified") is False:
-                return {"error": "limit: verification failed"}
+            if d.get("verified") is not True:
+                return {"error": "refclient: verification failed"}
             return {"ops_per_s": d["ops_per_s"],
                     "cpu_us_per_op": (d["cpu_user_s"] + d["cpu_sys_s"]) / d["n"] * 1e6}
+        if client in PEERS and workload not in PEERS[client].workloads:
+            return {"skip": "no %s workload" % workload}
         return self._run([sys.executable, str(Path(__file__).resolve()), "--worker",
                           "--impl", client, "--port", str(self.port),
-                          "--workload", workload, "-n", str(n)], env=self._env(client))
+                          "--workload", workload, "-n", str(n)], env=self.client_env(client))
 
-    def check_impl(self, impl):
+    def check_impl(self, impl: str) -> Optional[str]:
         """None when the core is importable as itself, else the reason."""
         code = "import beanstalkc_fast as b; print(b.IMPLEMENTATION)"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env=self._env(impl), cwd=tempfile.gettempdir())
+                           env=self.client_env(impl), cwd=tempfile.gettempdir())
         got = r.stdout.strip()
         if r.returncode != 0:
             return "import failed: %s" % (r.stderr.strip().splitlines() or ["?"])[-1]
         if got != impl:
-            return "IMPLEMENTATION is %r (core not built?)" % got
+            return "IMPLEMENTATION is %r (core not built? run make build)" % got
         return None
 
 
-def cpu_model():
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -381,56 +485,116 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
-def header(args):
+def machine(args: argparse.Namespace, peers: Dict[str, str]) -> Dict[str, Any]:
+    """Where and how this run was made (the table's header line and the JSON's "run")."""
     try:
-        uname = subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip()
+        bs = subprocess.run(["beanstalkd", "-v"], capture_output=True, text=True)
+        server = (bs.stdout or bs.stderr).strip()
     except OSError:
-        uname = "%s %s %s" % (platform.system(), platform.release(), platform.machine())
-    return ("%s | %s | %s | nproc %d | Python %s (%s) | placement: %s | "
-            "median of %d, ~%gs per measurement" % (
-                time.strftime("%Y-%m-%d %H:%M %Z"), uname, cpu_model(),
-                len(os.sched_getaffinity(0)), platform.python_version(),
-                platform.python_implementation(),
-                "pinned (server and clients on CPU 0)" if args.pin else "default",
-                args.repeat, args.seconds))
+        server = "beanstalkd"
+    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "os": "%s %s %s" % (platform.system(), platform.release(), platform.machine()),
+            "cpu": cpu_model(), "nproc": len(os.sched_getaffinity(0)),
+            "python": "%s %s" % (platform.python_implementation(), platform.python_version()),
+            "server": server, "peers": peers,
+            "placement": "pinned (server and clients on CPU 0)" if args.pin else "default",
+            "repeat": args.repeat, "seconds": args.seconds, "quick": args.quick}
 
 
-def table(results, workloads, clients):
-    out = ["| workload | client | ops/s | ratio to C | CPU µs/op | CPU ratio to C |",
-           "|---|---|---:|---:|---:|---:|"]
-    med = {}
+def header(run: Dict[str, Any]) -> str:
+    peers = "".join(", %s %s" % kv for kv in run["peers"].items())
+    size = ("quick: one uncalibrated measurement" if run["quick"] else
+            "median of %d, ~%gs per measurement" % (run["repeat"], run["seconds"]))
+    return "%s | %s | %s | nproc %d | %s | %s%s | placement: %s | %s" % (
+        run["date"], run["os"], run["cpu"], run["nproc"], run["python"], run["server"],
+        peers, run["placement"], size)
+
+
+Cells = Dict[Tuple[str, str], Dict[str, Any]]
+
+
+def summarize(results: Dict[Tuple[str, str], List[Result]]) -> Cells:
+    """Median ops/s and CPU per op per (workload, client), with ratios to C."""
+    cells: Cells = {}
     for key, runs in results.items():
         if runs:
-            med[key] = (statistics.median(r["ops_per_s"] for r in runs),
-                        statistics.median(r["cpu_us_per_op"] for r in runs))
+            cells[key] = {"ops_per_s": statistics.median(r["ops_per_s"] for r in runs),
+                          "cpu_us_per_op": statistics.median(r["cpu_us_per_op"] for r in runs),
+                          "runs": runs}
+    for (w, _cl), cell in cells.items():
+        ref = cells.get((w, "C"))
+        cell["ratio"] = cell["ops_per_s"] / ref["ops_per_s"] if ref else None
+        cell["cpu_ratio"] = (cell["cpu_us_per_op"] / ref["cpu_us_per_op"]
+                             if ref and ref["cpu_us_per_op"] > 0 else None)
+    return cells
+
+
+def table(cells: Cells, workloads: List[str], clients: List[str]) -> str:
+    out = ["| workload | client | ops/s | ratio to C | CPU µs/op | CPU ratio to C |",
+           "|---|---|---:|---:|---:|---:|"]
     for w in workloads:
-        ref = med.get((w, "C"))
         for cl in clients:
-            if (w, cl) not in med:
+            cell = cells.get((w, cl))
+            if cell is None:
                 continue
-            ops, us = med[(w, cl)]
-            if ref and cl != "C":
-                ratio = "%.2f" % (ops / ref[0])
-                cratio = "%.2f" % (us / ref[1]) if ref[1] > 0 else "-"
-            elif ref:
-                ratio = cratio = "1.00"
-            else:
-                ratio = cratio = "-"
+            ratio = "-" if cell["ratio"] is None else "%.2f" % cell["ratio"]
+            cratio = "-" if cell["cpu_ratio"] is None else "%.2f" % cell["cpu_ratio"]
             out.append("| %s | %s | %s | %s | %.1f | %s |" % (
-                w, cl, format(int(round(ops)), ","), ratio, us, cratio))
+                w, cl, format(int(round(cell["ops_per_s"])), ","), ratio,
+                cell["cpu_us_per_op"], cratio))
     return "\n".join(out)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def chart(cells: Cells, workloads: List[str], clients: List[str], title: str,
+          path: Path) -> Optional[str]:
+    """Draw ops/s as a ratio to the C client, one bar per client and workload, into
+    path (PNG). Returns why not when matplotlib is missing or nothing has a ratio."""
+    if not _importable("matplotlib"):
+        return "matplotlib not installed"
+    importlib.import_module("matplotlib").use("Agg")  # no display needed
+    plt: Any = importlib.import_module("matplotlib.pyplot")
+    shown = [cl for cl in clients if cl != "C"
+             and any(cells.get((w, cl), {}).get("ratio") for w in workloads)]
+    rows = [w for w in workloads if any(cells.get((w, cl), {}).get("ratio") for cl in shown)]
+    if not rows:
+        return "no ratios to the C client to draw"
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    width = 0.8 / len(shown)
+    for i, cl in enumerate(shown):
+        xs = [j + (i - (len(shown) - 1) / 2) * width for j, w in enumerate(rows)
+              if cells.get((w, cl), {}).get("ratio")]
+        ys = [cells[(w, cl)]["ratio"] for w in rows if cells.get((w, cl), {}).get("ratio")]
+        bars = ax.bar(xs, ys, width * 0.92, label=cl)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="C client = 1")
+    ax.set_xticks(range(len(rows)), rows)
+    ax.set_ylabel("ops/s relative to the C client")
+    ax.set_title("\n".join(textwrap.wrap(title, 120)), fontsize=8)
+    ax.legend(fontsize=8, ncol=len(shown) + 1, loc="upper left")
+    ax.set_ylim(0, max(1.25, max(c["ratio"] or 0 for c in cells.values()) * 1.15))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=1.0, help="target seconds per measurement")
+    ap.add_argument("--seconds", type=float, default=0.7, help="target seconds per measurement")
     ap.add_argument("--repeat", type=int, default=3, help="measurements per cell (median)")
     ap.add_argument("--pin", action="store_true", help="server and clients on CPU 0 (taskset)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: --seconds 0.2 --repeat 1")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: one small uncalibrated measurement per cell; "
+                         "matplotlib is not installed for it (the chart is drawn if present)")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="neither install nor measure the peer clients (%s)" % ", ".join(PEERS))
+    ap.add_argument("--no-chart", action="store_true", help="no chart, no matplotlib install")
+    ap.add_argument("--publish", action="store_true",
+                    help="also write the table and chart to benchmarks/results/ (for the README)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--clients", default=",".join(CLIENTS))
-    ap.add_argument("--limit-src", type=Path, default=DEFAULT_LIMIT_SRC)
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--impl", help=argparse.SUPPRESS)
@@ -443,61 +607,80 @@ def main(argv=None):
         return worker(args.impl, args.port, args.workload, args.n)
 
     if args.quick:
-        args.seconds, args.repeat = 0.2, 1
+        args.repeat = 1
     workloads = [w for w in args.workloads.split(",") if w]
     clients = [c for c in args.clients.split(",") if c]
     bad = [w for w in workloads if w not in WORKLOADS] + [c for c in clients if c not in CLIENTS]
     if bad:
         ap.error("unknown workload/client: %s (workloads: %s; clients: %s)"
                  % (",".join(bad), ",".join(WORKLOADS), ",".join(CLIENTS)))
+    if args.no_peers:
+        clients = [c for c in clients if c not in PEERS]
 
     exe = shutil.which("beanstalkd")
     if exe is None:
         print(NOT_FOUND, file=sys.stderr)
         sys.exit(2)
 
-    notes = []
-    tmp = tempfile.mkdtemp(prefix="bench-")
+    wanted = {PEERS[c].module: PEERS[c].requirement for c in clients if c in PEERS}
+    draw = not args.no_chart
+    if draw and not args.quick:
+        wanted[CHART[0]] = CHART[1]
+    notes = provide(wanted, argv)
+    for cl in [c for c in clients if c in PEERS and not _importable(PEERS[c].module)]:
+        clients.remove(cl)
+        notes.append("%s skipped: not installed" % cl)
+    peer_versions = {}
+    for cl in clients:
+        if cl in PEERS:
+            try:
+                peer_versions[cl] = importlib.metadata.version(PEERS[cl].requirement)
+            except importlib.metadata.PackageNotFoundError:
+                peer_versions[cl] = "?"
+
+    failures: List[str] = []   # each one makes the run exit 1
+    refclient = None
+    if "C" in clients:
+        refclient, why = build_refclient()
+        if refclient is None:
+            failures.append("C client not built: %s" % why)
+            clients.remove("C")
+
+    run = machine(args, peer_versions)
+    print(header(run), file=sys.stderr)
     proc = None
+    results: Dict[Tuple[str, str], List[Result]] = {}
     try:
-        limit = None
-        if "C" in clients:
-            limit, why = build_limit(args.limit_src, tmp)
-            if limit is None:
-                notes.append("C reference skipped: %s" % why)
-                clients.remove("C")
         proc, port = start_server(exe, args.pin)
-        runner = Runner(port, args.pin, limit)
-        for impl in ("cython", "python"):
+        runner = Runner(port, args.pin, refclient)
+        for impl in CORES:
             if impl in clients:
                 why = runner.check_impl(impl)
                 if why:
-                    notes.append("%s skipped: %s" % (impl, why))
+                    failures.append("%s not measured: %s" % (impl, why))
                     clients.remove(impl)
-        if "greenstalk" in clients and importlib.util.find_spec("greenstalk") is None:
-            notes.append("greenstalk skipped: not installed (pip install greenstalk)")
-            clients.remove("greenstalk")
-
-        print(header(args), file=sys.stderr)
-        results = {}
         for w in workloads:
             sizes = {}
             for cl in clients:  # calibration: size each measurement to ~--seconds
+                if args.quick:
+                    sizes[cl] = PROBE_N[w]
+                    continue
                 probe = runner.measure(cl, w, PROBE_N[w])
                 if "skip" in probe or "error" in probe:
-                    kind = "skip" if "skip" in probe else "error"
-                    notes.append("%s/%s %s: %s" % (w, cl, "skipped" if kind == "skip"
-                                                   else "failed", probe[kind]))
+                    if "error" in probe:
+                        failures.append("%s/%s failed: %s" % (w, cl, probe["error"]))
                     continue
                 sizes[cl] = max(MIN_N, int(probe["ops_per_s"] * args.seconds))
             for rep in range(args.repeat):
-                for cl in clients:  # round-robin: C, cython, python, greenstalk
+                for cl in clients:  # round-robin: C, cython, python, peers
                     if cl not in sizes:
                         continue
                     r = runner.measure(cl, w, sizes[cl])
-                    if "error" in r or "skip" in r:
-                        notes.append("%s/%s run %d failed: %s"
-                                     % (w, cl, rep + 1, r.get("error", r.get("skip"))))
+                    if "skip" in r:
+                        continue
+                    if "error" in r:
+                        failures.append("%s/%s run %d failed: %s"
+                                        % (w, cl, rep + 1, r["error"]))
                         continue
                     results.setdefault((w, cl), []).append(r)
                     print("  %-7s %-10s run %d: %10.0f ops/s %8.1f CPU us/op" % (
@@ -506,19 +689,44 @@ def main(argv=None):
     finally:
         if proc is not None:
             stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
 
-    print(header(args))
-    print()
-    print(table(results, workloads, clients))
-    print()
-    print("Bodies are 100 bytes (put64k: 64 KiB), read as raw bytes (encoding=None). "
-          "CPU = client user+sys over the timed section. Batch workloads use "
-          "put_many / reserve_many(%d, timeout=0)+delete_many (C: pipelined, window %d)."
-          % (BATCH, BATCH))
-    for n in notes:
-        print("- " + n)
+    cells = summarize(results)
+    head = header(run)
+    md = "\n".join([head, "", table(cells, workloads, clients), "",
+                    "Bodies are 100 bytes (put64k: 64 KiB), read as raw bytes (encoding=None). "
+                    "CPU = client user+sys over the timed section. Batch workloads use "
+                    "put_many / reserve_many(%d, timeout=0)+delete_many (C: pipelined, window %d). "
+                    "Peers without a batch API have no batch rows." % (BATCH, BATCH)]
+                   + ["- " + n for n in notes + failures]) + "\n"
+    print(md)
 
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    stem = RUNS_DIR / ("bench-%s%s%s" % (time.strftime("%Y%m%d-%H%M%S"),
+                                         "-pinned" if args.pin else "",
+                                         "-quick" if args.quick else ""))
+    saved = [stem.with_suffix(".md"), stem.with_suffix(".json")]
+    saved[0].write_text(md)
+    saved[1].write_text(json.dumps({
+        "run": run, "workloads": workloads, "clients": clients,
+        "notes": notes, "failures": failures,
+        "cells": [{"workload": w, "client": cl, **cells[(w, cl)]}
+                  for w in workloads for cl in clients if (w, cl) in cells]}, indent=1) + "\n")
+    png = stem.with_suffix(".png")
+    why_not = chart(cells, workloads, clients, head, png) if draw else "--no-chart"
+    if why_not is None:
+        saved.append(png)
+    if args.publish:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        shutil.copyfile(saved[0], RESULTS_DIR / "bench.md")
+        saved.append(RESULTS_DIR / "bench.md")
+        if why_not is None:
+            shutil.copyfile(png, RESULTS_DIR / "bench.png")
+            saved.append(RESULTS_DIR / "bench.png")
+    print("Results: " + ", ".join(str(p.relative_to(ROOT)) for p in saved)
+          + ("" if why_not is None else " (no chart: %s)" % why_not))
+    if failures:
+        print("bench: FAILED: " + "; ".join(failures), file=sys.stderr)
+        sys.exit(1)
 
 if __name__ == "__main__":
     main()

@@ -101,7 +101,7 @@ for platform in linux macos windows; do
     $PYTHON -m cibuildwheel --print-build-identifiers --platform "$platform" >"$WORK/ids-$platform.txt"
 done
 cat "$WORK"/ids-*.txt > "$WORK/ids.txt"
-for v in cp39 cp310 cp311 cp312 cp313; do
+for v in cp39 cp310 cp311 cp312 cp313 cp314; do
     for plat in manylinux_x86_64 manylinux_aarch64 musllinux_x86_64 musllinux_aarch64 \
                 macosx_x86_64 macosx_arm64 win_amd64; do
         grep -qx "$v-$plat" "$WORK/ids.txt" || { echo "missing: $v-$plat"; missing=1; }
@@ -109,6 +109,6 @@ for v in cp39 cp310 cp311 cp312 cp313; do
 done
 [ "$missing" = 0 ] || fail "cibuildwheel configuration lacks expected wheels"
 if grep -E '^(pp|cp3[0-8]-|cp3[0-9]+t-)' "$WORK/ids.txt"; then fail "unexpected build identifiers"; fi
-echo "all $(wc -l <"$WORK/ids.txt") expected identifiers configured (cp39-cp313 x manylinux/musllinux x86_64+aarch64, macOS x86_64+arm64, win_amd64)"
+echo "all $(wc -l <"$WORK/ids.txt") expected identifiers configured (cp39-cp314 x manylinux/musllinux x86_64+aarch64, macOS x86_64+arm64, win_amd64)"
 
 printf '\nDIST-CHECK OK: %s, %s\n' "$(basename "$SDIST")" "$(basename "$REPAIRED")"

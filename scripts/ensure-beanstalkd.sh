@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Make sure beanstalkd is on PATH: as root, install the Debian package; otherwise print the
-# exact command to run and fail. Used by `make test`, `make bench` and .ci/run.
+# Make sure beanstalkd (and, for the TLS tests, stunnel and openssl) are on PATH: as root, install
+# the Debian packages; otherwise print the exact command to run. A missing beanstalkd fails; a
+# missing stunnel/openssl only warns (tests/test_tls.py then skips, and fails under CI=true).
+# Used by `make test`, `make bench` and .ci/run.
 set -euo pipefail
-if command -v beanstalkd >/dev/null 2>&1; then
+missing=()
+command -v beanstalkd >/dev/null 2>&1 || missing+=(beanstalkd)
+command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} = 0 ]; then
     exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "beanstalkd not found: installing the Debian package" >&2
+    echo "not found: ${missing[*]}: installing the Debian packages" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq beanstalkd >/dev/null
-    command -v beanstalkd >/dev/null 2>&1 || { echo "beanstalkd still not on PATH" >&2; exit 1; }
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v stunnel >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || \
+    echo "stunnel/openssl not found: the TLS tests will skip. Install them with:" \
+         "sudo apt-get install -y stunnel4 openssl" >&2
+if command -v beanstalkd >/dev/null 2>&1; then
     exit 0
 fi
 echo "beanstalkd not found. Install it with:" >&2

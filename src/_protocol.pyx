@@ -15,12 +15,14 @@ from libc.string cimport memchr, memcmp, memcpy, memmove
 
 import os
 import socket
+import _socket
 
 from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
                                     UnexpectedResponse)
-from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
-                                         READ_CHUNK, WRITE_CHUNK, _set_timeout,
-                                         check_name, encode_body)
+from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
+                                         READ_CHUNK, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
+                                         _prepare, _send_all, _set_timeout, check_name, send_flags,
+                                         encode_body)
 from beanstalkc_fast import _pyprotocol
 from beanstalkc_fast._shared import note_lost_reply
 
@@ -34,11 +36,13 @@ cdef extern from *:
     static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) { return -1; }
     static int bsf_errno(void) { return 0; }
+    static double bsf_now(void) { return 0.0; }
     #define BSF_EINTR (-1)
     #define BSF_EAGAIN (-1)
     #define BSF_EWOULDBLOCK (-1)
     #else
     #include <errno.h>
+    #include <time.h>
     #include <sys/types.h>
     #include <sys/socket.h>
     #ifndef MSG_NOSIGNAL
@@ -56,6 +60,17 @@ cdef extern from *:
         return (Py_ssize_t)send(fd, b, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     static int bsf_errno(void) { return errno; }
+    /* monotonic seconds, only to re-arm a timeout after EINTR: the coarse
+       clock (a few ms resolution) is a plain memory read in the vDSO */
+    static double bsf_now(void) {
+        struct timespec ts;
+    #ifdef CLOCK_MONOTONIC_COARSE
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    #else
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+    #endif
+        return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
     #define BSF_EINTR EINTR
     #define BSF_EAGAIN EAGAIN
     #define BSF_EWOULDBLOCK EWOULDBLOCK
@@ -66,6 +81,7 @@ cdef extern from *:
     Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) nogil
     int bsf_errno() nogil
+    double bsf_now() nogil
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
@@ -416,63 +432,125 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     return result
 
 
+def _plain_socket(sock):
+    """True for a socket of exactly the standard library's class (also its
+    copy under eventlet): only those get direct-descriptor IO. gevent and
+    eventlet sockets (non-blocking underneath), ``ssl.SSLSocket`` and other
+    subclasses go through the object's methods."""
+    cls = type(sock)
+    return (cls.__module__ == "socket" and cls.__qualname__ == "socket"
+            and issubclass(cls, _socket.socket))
+
+
 cdef class Core:
-    """One connection's socket, read buffer and reply parser."""
+    """One connection's socket, read buffer and reply parser.
+
+    A plain blocking stdlib socket gets IO straight on its descriptor without
+    the GIL, with kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO) re-armed with the
+    time left after a signal; any other socket object is used through its
+    methods with Python-level timeouts, as in the twin.
+    """
 
     cdef public object sock
-    cdef public object timeout
+    cdef object _timeout
     cdef public object max_body
     cdef public object broken
     cdef bint _busy
-    cdef object _current
+    cdef bint _closing           # close() was called
+    cdef bint _released          # the socket is closed
+    cdef object _pid
+    cdef object _current         # timeout now in force on the socket
+    cdef double _wait            # _current as clamped seconds, < 0: none
     cdef bytearray _buf
     cdef object _view
     cdef Py_ssize_t _pos, _end
-    cdef object _recv_into, _sendall
+    cdef object _recv_into
     cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
-    cdef bint _at_base           # the kernel timeouts are the plain per-command ones
+    cdef bint _short             # the kernel timeouts hold what was left after a signal
+    cdef bint _at_base           # the socket timeouts are the plain per-command ones
 
     def __init__(self, sock, timeout=None, max_body=MAX_BODY):
-        sock.settimeout(None)
+        _prepare(sock)
         self._fd = -1
-        if BSF_DIRECT_IO and isinstance(sock, socket.socket):
+        if BSF_DIRECT_IO and _plain_socket(sock):
             self._fd = sock.fileno()
         self.sock = sock
-        self.timeout = timeout
+        self._timeout = timeout
         self.max_body = max_body
         self.broken = None
         self._busy = False
-        self._current = -1.0
+        self._closing = False
+        self._released = False
+        self._pid = os.getpid()
+        self._current = _UNSET
+        self._wait = -1.0
         self._buf = bytearray(READ_CHUNK)
         self._view = memoryview(self._buf)
         self._pos = 0
         self._end = 0
         self._recv_into = sock.recv_into
-        self._sendall = sock.sendall
         self._apply_timeout(timeout)
 
-    cdef _apply_timeout(self, seconds):
-        if seconds != self._current:
-            _set_timeout(self.sock, seconds)
-            self._current = seconds
-        self._at_base = seconds == self.timeout
+    @property
+    def timeout(self):
+        """The read timeout of every command (None: forever); a change
+        takes effect on the next command."""
+        return self._timeout
 
-    cdef int _io_error(self, int err) except -1:
+    @timeout.setter
+    def timeout(self, value):
+        self._timeout = value
+        self._at_base = False
+
+    cdef _apply_timeout(self, seconds):
+        if seconds is not self._current and seconds != self._current:
+            clamped = _clamp(seconds)
+            if self._fd >= 0:
+                _set_timeout(self.sock, clamped)
+            else:
+                self.sock.settimeout(clamped)
+            self._current = seconds
+            self._wait = -1.0 if clamped is None else clamped
+            self._short = False
+        self._at_base = seconds == self._timeout
+
+    cdef int _io_error(self, int err, double started, double wait) except -1:
         """Raise for a failed send/recv; return 0 to retry after a signal."""
         if err == BSF_EINTR:
             PyErr_CheckSignals()          # raises KeyboardInterrupt on Ctrl-C
+            if wait >= 0:
+                self._rearm(wait - (bsf_now() - started))
             return 0
         if err == BSF_EAGAIN or err == BSF_EWOULDBLOCK:
+            if self.sock.gettimeout() is not None:
+                # made non-blocking behind our back (conn._socket.settimeout):
+                # the descriptor's mode belongs to the core, take it back
+                self.sock.settimeout(None)
+                return 0
             raise socket.timeout("timed out")
         raise OSError(err, os.strerror(err))
 
+    cdef _rearm(self, double left):
+        """Kernel timeouts set to what is ``left`` of this wait (the kernel
+        restarts them from zero after EINTR); socket.timeout when nothing is.
+        The next wait restores the full timeout (see ``_restore``)."""
+        if left <= 0:
+            raise socket.timeout("timed out")
+        _set_timeout(self.sock, left)
+        self._short = True
+
+    cdef _restore(self):
+        _set_timeout(self.sock, self._wait)
+        self._short = False
+
     cdef int _send(self, data) except -1:
-        """Send all of ``data``."""
+        """Send all of ``data`` (EPIPE as an error, never SIGPIPE)."""
         cdef const char *p
         cdef Py_ssize_t n, r
         cdef int err = 0, fd = self._fd
+        cdef double started, wait
         if fd < 0:
-            self._sendall(data)
+            _send_all(self.sock, data)
             return 0
         if type(data) is not bytes:
             data = bytes(data)
@@ -485,14 +563,20 @@ cdef class Core:
         elif r < 0:
             err = bsf_errno()
             if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK:
-                self._io_error(err)
+                self._io_error(err, 0.0, -1.0)
+        if n == 0:
+            return 0
+        if self._short:
+            self._restore()
+        wait = self._wait
+        started = bsf_now() if wait >= 0 else 0.0
         while n > 0:
             with nogil:
                 r = bsf_send(fd, p, n)
                 if r < 0:
                     err = bsf_errno()
             if r < 0:
-                self._io_error(err)
+                self._io_error(err, started, wait)
             else:
                 p += r
                 n -= r
@@ -503,23 +587,29 @@ cdef class Core:
         cdef char *p
         cdef Py_ssize_t room, r
         cdef int err = 0, fd = self._fd
+        cdef double wait = self._wait
+        cdef double started = 0.0
         if fd < 0:
             return self._recv_into(self._view[self._end:])
+        if self._short:
+            self._restore()
         p = PyByteArray_AS_STRING(self._buf) + self._end
         room = PyByteArray_GET_SIZE(self._buf) - self._end
-        while True:
-            with nogil:
+        with nogil:
+            if wait >= 0:
+                started = bsf_now()
+            while True:
                 r = bsf_recv(fd, p, room)
-                if r < 0:
-                    err = bsf_errno()
-            if r >= 0:
-                return r
-            self._io_error(err)
+                if r >= 0:
+                    return r
+                err = bsf_errno()
+                with gil:
+                    self._io_error(err, started, wait)
 
     cdef _deadline(self, extra):
-        if extra is None or self.timeout is None:
+        if extra is None or self._timeout is None:
             return None
-        return self.timeout + extra
+        return self._timeout + extra
 
     cdef _enter(self):
         if self.broken is not None:
@@ -529,7 +619,19 @@ cdef class Core:
                 "connection used by two threads at once; use one Connection per thread")
         self._busy = True
 
+    cdef inline _leave(self):
+        self._busy = False
+        if self._closing:                 # close() came from another thread meanwhile
+            self._release()
+
     cdef _fail(self, exc):
+        """Mark broken and close the socket (so the server frees this
+        connection's reservations now); the exception to raise."""
+        self._release()
+        if self._closing and isinstance(exc, (OSError, SocketError)):
+            err = SocketError("connection closed by close() while in use")
+            err.__cause__ = exc
+            return err
         if isinstance(exc, SocketError):
             self.broken = str(exc)
             return exc
@@ -544,14 +646,33 @@ cdef class Core:
         self.broken = "interrupted: %r" % (exc,)
         return exc
 
-    def close(self):
-        """Close the socket; the core stays broken."""
+    cdef _release(self):
+        """Close the socket once; its descriptor number is never used again."""
+        self._fd = -1
+        if not self._released:
+            self._released = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def close(self, quit=False, reason="closed"):
+        """Close the socket; the core stays broken (see the twin)."""
         if self.broken is None:
-            self.broken = "closed"
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+            self.broken = reason
+            if quit and not self._busy:
+                try:
+                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
+                except OSError:
+                    pass
+        self._closing = True
+        if self._busy and self._pid == os.getpid():
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)   # wakes a blocked recv
+            except OSError:
+                pass
+        else:
+            self._release()
 
     def request(self, data, extra=_NO_EXTRA):
         """Send one command, read its reply as ``(status, value, body)``."""
@@ -572,7 +693,7 @@ cdef class Core:
                 note_lost_reply(err, lost)
             raise err from exc.__cause__
         finally:
-            self._busy = False
+            self._leave()
 
     def pipeline(self, commands, list results, Py_ssize_t window=512,
                  Py_ssize_t max_bytes=WRITE_CHUNK):
@@ -591,7 +712,7 @@ cdef class Core:
         try:
             if sizes == NULL:
                 raise MemoryError()
-            self._apply_timeout(self.timeout)
+            self._apply_timeout(self._timeout)
             it = iter(commands)
             while True:
                 if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
@@ -633,7 +754,7 @@ cdef class Core:
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
         finally:
-            self._busy = False
+            self._leave()
             PyMem_Free(sizes)
         if deferred is not None:
             raise deferred
@@ -751,7 +872,6 @@ cdef class Core:
         elif nargs == 1:
             return (name, None, self._read_body(nums[0]))
         raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
-
 
     def execute(self, conn, cmd, data, arg=None):
         """Send one command for ``conn`` and return its result as ``cmd`` (a

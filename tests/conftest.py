@@ -100,6 +100,15 @@ def core(request):
     return load_core(request.param)
 
 
+def one_core(test):
+    """Run ``test`` with the package's own core only, not once per core: for
+    clock-bound tests of behaviour that lives in connection.py (the cores'
+    part of it is covered per core elsewhere)."""
+    return pytest.mark.parametrize("core", [beanstalkc_fast.IMPLEMENTATION],
+                                   ids=[beanstalkc_fast.IMPLEMENTATION + "-core"],
+                                   indirect=True)(test)
+
+
 @pytest.fixture
 def both_cores():
     """(python core, cython core) for differential tests; skips without Cython."""

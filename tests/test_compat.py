@@ -8,7 +8,6 @@ import threading
 import pytest
 
 import beanstalkc_fast
-import beanstalkc_fast.connection as connection_module
 from beanstalkc_fast import CommandFailed, Connection, Job, NotFound, SocketError
 from conftest import free_port
 
@@ -245,14 +244,84 @@ def test_reserve_float_timeout_sends_truncated_and_waits_that(conn):
     assert sent == [(b"reserve-with-timeout 1\r\n", 1)]
 
 
-def test_settimeout_on_the_raw_socket(conn, core, request):
+def test_settimeout_on_the_raw_socket(conn, core):
     # a logging handler in the wild does conn._socket.settimeout(5) after
-    # connecting: Python then keeps the descriptor non-blocking, so no core
-    # may read it directly as a blocking one
-    if core.__name__.endswith("._protocol"):
-        # XPASS once the core branch (no direct IO on a non-blocking socket) is merged
-        request.applymarker(pytest.mark.xfail(
-            reason="Cython core reads the descriptor as a blocking one", strict=False))
+    # connecting: Python then makes the descriptor non-blocking, and the core
+    # must neither report that as a timeout nor break the connection
     conn._socket.settimeout(5)
     assert conn.reserve(timeout=1) is None
     assert conn.using()
+
+
+# -- patterns from real beanstalkc programs run against this package ---------------------
+# (worker daemons, console tools, a Flask extension, a logging handler; see the closing
+# note of issue 9). The programs themselves are not part of the project.
+
+def test_worker_buries_twice_and_checks_delete_with_stats(conn):
+    # a worker daemon buries a failed job, then buries it again on its generic
+    # failure path; after a successful delete it calls job.stats() and takes
+    # CommandFailed as proof the job is gone
+    jid = conn.put("fails")
+    job = conn.reserve(timeout=1)
+    job.bury()
+    job.bury()                            # not reserved any more: nothing sent, no error
+    assert conn.stats_job(jid)["state"] == "buried"
+    assert conn.stats_job(jid)["buries"] == 1
+    conn.kick(1)
+    job = conn.reserve(timeout=1)
+    job.delete()
+    with pytest.raises(CommandFailed) as info:
+        job.stats()
+    assert info.value.args[1] == "NOT_FOUND"
+
+
+def test_inspect_by_reserve_and_delayed_release(conn):
+    # a console tool lists ready jobs by reserving each and releasing it with a
+    # delay, so the next reserve does not get the same job again
+    jids = [conn.put(f"j{i}") for i in range(3)]
+    seen = []
+    for _ in jids:
+        job = conn.reserve(timeout=0)
+        seen.append(job.jid)
+        job.release(delay=1)
+    assert seen == jids
+    assert conn.reserve(timeout=0) is None
+    assert [conn.stats_job(j)["state"] for j in jids] == ["delayed"] * 3
+    assert conn.peek_buried() is None
+    assert conn.kick() == 1               # no buried jobs: kick moves a delayed one (bound 1)
+    assert sorted(conn.stats_job(j)["state"] for j in jids) == ["delayed", "delayed", "ready"]
+
+
+def test_raw_socket_timeout_shorter_than_a_reserve(conn):
+    # a logging handler bounds the raw socket with conn._socket.settimeout(2) and
+    # later reserves longer than that on the same connection: the client's own
+    # deadline (the reserve's timeout) decides, the connection stays usable
+    conn._socket.settimeout(0.1)
+    assert conn.reserve(timeout=1) is None
+    jid = conn.put("after")
+    assert conn.peek(jid).body == "after"
+
+
+def test_subclass_initialised_later_from_a_config(make_conn, server, tube):
+    # a Flask extension: Connection subclass built without arguments, its
+    # init_app() calls Connection.__init__ with keywords read from app.config
+    class Beanstalk(Connection):
+        def __init__(self, app=None):
+            if app is not None:
+                self.init_app(app)
+
+        def init_app(self, app):
+            kwargs = {n: app["BEANSTALK_" + n.upper()] for n in ("host", "port", "parse_yaml")
+                      if app.get("BEANSTALK_" + n.upper())}
+            super().__init__(**kwargs)
+
+    make_conn(server.port)
+    ext = Beanstalk()
+    ext.init_app({"BEANSTALK_HOST": "127.0.0.1", "BEANSTALK_PORT": server.port})
+    try:
+        ext.use(tube)
+        jid = ext.put("from the web app")
+        assert ext.peek(jid).body == "from the web app"
+        assert ext.stats_tube(tube)["name"] == tube
+    finally:
+        ext.close()

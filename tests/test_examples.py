@@ -189,7 +189,9 @@ def test_every_public_name_in_the_api_reference():
     import beanstalkc_fast.asyncio
     with open(os.path.join(ROOT, "docs", "api.md"), encoding="utf-8") as f:
         text = f.read()
-    documented = set(re.findall(r"^\.\. auto(?!module)\w+:: beanstalkc_fast\.(\w+)\s*$", text, re.M))
+    # top-level names only (beanstalkc_fast.worker.Release is documented beside Worker)
+    documented = set(re.findall(r"^\.\. auto(?!module)\w+:: beanstalkc_fast\.(\w+)\s*$",
+                                text, re.M))
     assert set(beanstalkc_fast.__all__) - documented == set()
     assert documented - set(beanstalkc_fast.__all__) == set()
     in_asyncio = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.asyncio\.(\w+)\s*$", text, re.M))

@@ -254,7 +254,8 @@ def test_release_many_unknown_id_fails_in_place(conn):
 def _implementation(value):
     env = dict(os.environ, BEANSTALKC_FAST_PUREPYTHON=value)
     env.pop("BEANSTALKC_FAST_REQUIRE_EXTENSION", None)
-    out = subprocess.run([sys.executable, "-c", "import beanstalkc_fast as b; print(b.IMPLEMENTATION)"],
+    out = subprocess.run([sys.executable, "-c",
+                          "import beanstalkc_fast as b; print(b.IMPLEMENTATION)"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     return out.stdout.strip()
 

@@ -11,7 +11,8 @@ names = st.one_of(st.text(max_size=40), st.binary(max_size=40),
                   st.sampled_from(["a\r\nput 0 0 0 0", "x y", "-x", "ok\n", "a" * 201]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=names)
 def test_check_name_accepts_only_protocol_names(core, name):
     try:
@@ -21,7 +22,8 @@ def test_check_name_accepts_only_protocol_names(core, name):
     assert NAME.match(raw)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=names)
 def test_tube_methods_send_one_line_or_nothing(conn, name):
     before = conn.stats()
@@ -38,7 +40,8 @@ def test_tube_methods_send_one_line_or_nothing(conn, name):
     assert conn.using()   # the connection is still in sync
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.booleans(), st.none()))
 def test_integer_arguments_are_checked(core, value):
     try:

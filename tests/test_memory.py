@@ -241,7 +241,7 @@ def run_errors(conn, tiny, start, stop):
             conn.delete_many([missing, missing + 1])
         except beanstalkc_fast.BatchError as exc:
             if [type(r) for r in exc.results] != [errors.NotFound, errors.NotFound]:
-                raise AssertionError("delete_many results %r" % (exc.results,))
+                raise AssertionError("delete_many results %r" % (exc.results,)) from exc
         else:
             raise AssertionError("delete_many of missing ids did not fail")
         for call, arg, exc_type in ((conn.delete, -1, ValueError), (conn.use, "-bad", ValueError),
@@ -384,8 +384,9 @@ def assert_refcounts_unchanged(objs, use, rounds=REFCOUNT_ROUNDS, collect=False)
             gc.enable()
     changed = [(i, type(o).__name__, b, a)
                for i, (o, b, a) in enumerate(zip(objs, before, after)) if a != b]
-    assert not changed, "reference counts changed after %d rounds (index, type, before, after): %r" \
-        % (rounds, changed)
+    assert not changed, (
+        "reference counts changed after %d rounds (index, type, before, after): %r"
+        % (rounds, changed))
 
 
 def test_refcounts_of_bodies_and_put_arguments(conn):
@@ -481,7 +482,7 @@ def test_refcounts_on_error_paths(conn, tiny):
     bump_ids(conn)
     missing = fresh(MISSING_ID)
     ids = [fresh(MISSING_ID + 1), fresh(MISSING_ID + 2)]
-    bad_priority = 1.5
+    bad_priority = "1"
     big = fresh(b"z" * (TINY_MAX_JOB + 1))
     small = fresh(b"small")
     batch = [small, big, small]

@@ -84,8 +84,11 @@ class ChunkSocket:
     def setsockopt(self, *args):
         pass
 
-    def sendall(self, data):
+    def sendall(self, data, flags=0):
         pass
+
+    def send(self, data, flags=0):
+        return len(data)
 
     def close(self):
         pass
@@ -128,7 +131,8 @@ def split_stream(draw, parts):
     return chunks
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(split_stream(st.one_of(GOOD, GOOD, GOOD, BAD)))
 def test_readers_and_cores_agree(both_cores, chunks):
     py, cy = both_cores
@@ -138,7 +142,8 @@ def test_readers_and_cores_agree(both_cores, chunks):
     assert run_core(cy, chunks) == expected
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(split_stream(st.one_of(GOOD, LONG)))
 def test_long_lines_refused_whatever_the_split(both_cores, chunks):
     """A line over MAX_LINE bytes is refused by the Reader however it arrives

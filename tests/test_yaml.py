@@ -199,10 +199,10 @@ class FakeSock:
             self.chunks.pop(0)
         return n
 
-    def sendall(self, data):
+    def sendall(self, data, flags=0):
         self.sent += bytes(data)
 
-    def send(self, data):
+    def send(self, data, flags=0):
         self.sent += bytes(data)
         return len(data)
 
@@ -315,7 +315,8 @@ def test_parse_yaml_layout_reuse_agrees(both_cores, keys, values, data, str_keys
 def test_parse_yaml_layout_reuse_on_real_replies(both_cores, conn):
     py, cy = both_cores
     jid = conn.put("x")
-    for command, keys in ((b"stats\r\n", frozenset(("id",))), (b"stats-job %d\r\n" % jid, frozenset()),
+    for command, keys in ((b"stats\r\n", frozenset(("id",))),
+                          (b"stats-job %d\r\n" % jid, frozenset()),
                           (b"stats-tube default\r\n", frozenset())) * 3:
         status, _, body = conn._core.request(command)
         assert status == "OK"

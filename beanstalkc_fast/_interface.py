@@ -1,0 +1,81 @@
+"""What a core module provides, written down once.
+
+Both cores (``src/_protocol.pyx`` compiled to ``beanstalkc_fast._protocol``,
+and ``beanstalkc_fast._pyprotocol``) implement :class:`CoreModule`; mypy checks
+the pure-Python one statically (``__init__.py`` binds it to a ``CoreModule``
+variable) and ``tests/test_interface.py`` checks both at run time: names,
+signatures where Cython exposes them, and a little behaviour.
+"""
+
+import socket
+from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple
+
+# A parsed reply: (status, value, body). value is an int (id, count), a str
+# (tube name) or None; body is the job or YAML body, or None.
+Reply = Tuple[str, Any, Optional[bytes]]
+
+
+class CoreConnection(Protocol):
+    """One connection's socket, read buffer and reply parser (``Core(...)``)."""
+
+    sock: socket.socket
+    timeout: Optional[float]
+    max_body: int
+    broken: Optional[str]        # None while usable, else why it is broken
+
+    def request(self, data: bytes, extra: Optional[float] = 0.0) -> Reply:
+        """Send one command, read its reply; ``extra``: how long the server may
+        legitimately wait before answering (None: indefinitely)."""
+        ...
+
+    def pipeline(self, commands: Iterable[bytes], results: List[Reply],
+                 window: int = 512, max_bytes: int = 1 << 18) -> None:
+        """Send ``commands``, appending each reply to ``results`` in order."""
+        ...
+
+    def close(self, quit: bool = False, reason: str = "closed") -> None:
+        """Close the socket; the core stays broken (``broken`` = ``reason``
+        unless it already was). ``quit``: first send ``quit`` on a healthy
+        idle connection. Safe from another thread."""
+        ...
+
+
+class CoreModule(Protocol):
+    """The module-level names a core provides."""
+
+    MAX_BODY: int
+    MAX_LINE: int
+    MAX_UINT32: int
+    READ_CHUNK: int
+    WRITE_CHUNK: int
+    NAME_CHARS: FrozenSet[int]
+
+    def Core(self, sock: socket.socket, timeout: Optional[float] = None,
+             max_body: int = ...) -> CoreConnection:
+        """A core owning ``sock`` (made blocking; timeouts set in the kernel)."""
+        ...
+
+    def check_uint(self, name: str, value: Any, maximum: int = ...) -> int:
+        """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError."""
+        ...
+
+    def check_name(self, name: Any) -> bytes:
+        """A tube name as bytes, checked against the protocol's rules."""
+        ...
+
+    def encode_body(self, body: Any, encoding: Optional[str]) -> bytes:
+        """A job body as bytes: str encoded, bytes-like as is, else TypeError."""
+        ...
+
+    def encode_put(self, body: Any, priority: Any, delay: Any, ttr: Any,
+                   encoding: Optional[str]) -> bytes:
+        """The complete ``put`` command, header and body, in one buffer."""
+        ...
+
+    def encode_id(self, verb: bytes, jid: Any) -> bytes:
+        """``verb`` (with its trailing space) and a job id, as one command line."""
+        ...
+
+    def parse_yaml(self, body: bytes, str_keys: FrozenSet[str] = ...) -> Any:
+        """The typed value of a stats or list reply: a dict or a list of str."""
+        ...
