@@ -188,18 +188,23 @@ class Core:
         _prepare(sock)
         self.sock = sock
         self.timeout = timeout
-        self.max_body = max_body
+        self._reader = Reader(max_body)    # the read buffer and the reply parser
         self.broken: Optional[str] = None
         self._busy = False
         self._closing = False              # close() was called
         self._released = False             # the socket is closed
         self._pid = os.getpid()
         self._current: Any = _UNSET        # timeout now in force on the socket
-        self._buf = bytearray(READ_CHUNK)
-        self._view = memoryview(self._buf)
-        self._pos = 0
-        self._end = 0
         self._apply_timeout(timeout)
+
+    @property
+    def max_body(self) -> int:
+        """The largest reply body accepted (the reader's limit)."""
+        return self._reader.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self._reader.max_body = value
 
     # -- timeouts -----------------------------------------------------------
     def _apply_timeout(self, seconds: Optional[float]) -> None:
@@ -379,7 +384,7 @@ class Core:
                 results.append(self._read_reply())
                 inflight -= sizes[done % window]
                 done += 1
-                while done < sent and self._pos < self._end:
+                while done < sent and self._reader.pending():
                     results.append(self._read_reply())
                     inflight -= sizes[done % window]
                     done += 1
@@ -391,89 +396,21 @@ class Core:
             raise deferred
 
     # -- reading ------------------------------------------------------------------
-    def _fill(self, need: int) -> None:
-        """Make at least ``need`` unread bytes available, contiguously."""
-        while self._end - self._pos < need:
-            have = self._end - self._pos
-            size = len(self._buf)
-            if self._pos and size - self._pos < need:
-                self._buf[:have] = self._buf[self._pos:self._end]
-                self._pos, self._end = 0, have
-            if self._end == size:
-                # grow by doubling at most: a lying length costs no more
-                # memory than twice what the peer really sent
-                self._view.release()
-                self._buf.extend(bytes(min(size, need - have)))
-                self._view = memoryview(self._buf)
-            n = self._recv_into(self._view[self._end:])
+    def _read_reply(self) -> Reply:
+        """One reply, receiving straight into the reader's buffer until it is complete."""
+        reader = self._reader
+        while True:
+            reply = reader.next_reply()
+            if reply is not None:
+                return reply
+            view = reader.get_buffer()
+            try:
+                n = self._recv_into(view)
+            finally:
+                view.release()
             if n == 0:
                 raise SocketError("connection closed by the server")
-            self._end += n
-
-    def _read_line(self) -> bytes:
-        while True:
-            eol = self._buf.find(b"\n", self._pos, self._end)
-            if eol >= 0:
-                if eol == self._pos or self._buf[eol - 1] != 13:
-                    raise UnexpectedResponse("reply line not ended by CRLF")
-                line = bytes(self._buf[self._pos:eol - 1])
-                self._pos = eol + 1
-                return line
-            have = self._end - self._pos
-            if have > MAX_LINE:
-                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
-            self._fill(have + 1)
-
-    def _read_body(self, length: int) -> bytes:
-        if length > self.max_body:
-            raise UnexpectedResponse("reply body of %d bytes exceeds %d" % (length, self.max_body))
-        self._fill(length + 2)
-        end = self._pos + length
-        if self._buf[end:end + 2] != b"\r\n":
-            raise UnexpectedResponse("reply body not followed by CRLF")
-        body = bytes(self._buf[self._pos:end])
-        self._pos = end + 2
-        if self._pos == self._end:
-            self._pos = self._end = 0
-            if len(self._buf) > 4 * READ_CHUNK:      # give back a body-sized buffer
-                self._view.release()
-                del self._buf[READ_CHUNK:]
-                self._view = memoryview(self._buf)
-        return body
-
-    def _read_reply(self) -> Reply:
-        line = self._read_line()
-        if self._pos == self._end:
-            self._pos = self._end = 0
-        status, sep, rest = line.partition(b" ")
-        try:
-            name = status.decode("ascii")
-        except UnicodeDecodeError:
-            name = ""
-        shape = _SHAPES.get(name, -1) if name else -1
-        if shape < 0:
-            raise UnexpectedResponse("unknown reply %r" % (line[:80],))
-        args = rest.split(b" ") if sep else []
-        if shape == 0:
-            if args:
-                raise UnexpectedResponse("unexpected arguments in %r" % (line,))
-            return name, None, None
-        if shape == 5:
-            if len(args) != 1:
-                raise UnexpectedResponse("malformed reply %r" % (line,))
-            return name, check_name(args[0]).decode("ascii"), None
-        nums = [_parse_int(a, line) for a in args]
-        if shape == 1 or shape == 2:
-            if len(nums) == 1:
-                return name, nums[0], None
-            if shape == 2 and not nums:
-                return name, None, None
-        elif shape == 3:
-            if len(nums) == 2:
-                return name, nums[0], self._read_body(nums[1])
-        elif len(nums) == 1:
-            return name, None, self._read_body(nums[0])
-        raise UnexpectedResponse("malformed reply %r" % (line,))
+            reader.buffer_updated(n)
 
 
 _STR_KEYS = frozenset(("name", "tube", "state", "version", "hostname", "os",

@@ -2,7 +2,8 @@
 """Cython core: the twin of ``beanstalkc_fast/_pyprotocol.py``, same names and
 behaviour, with the read buffer, reply parsing and pipelining in C."""
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_FromStringAndSize,
+                                PyByteArray_GET_SIZE)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
@@ -442,6 +443,187 @@ def _plain_socket(sock):
             and issubclass(cls, _socket.socket))
 
 
+# -- sans-IO reply reader (twin: _pyprotocol.Reader) ------------------------------
+
+cdef class Reader:
+    """Sans-IO reply reader: owns the read buffer and turns the bytes received
+    into complete replies, with no IO of its own (see the twin for the contract)."""
+
+    cdef bytearray _buf
+    cdef Py_ssize_t _pos, _end, _need
+    cdef public object max_body
+    cdef bint _has_head             # a line was parsed; its body is due
+    cdef object _h_name, _h_value
+    cdef unsigned long long _h_len
+
+    def __init__(self, max_body=MAX_BODY):
+        self.max_body = max_body
+        self._buf = bytearray(READ_CHUNK)
+        self._pos = 0
+        self._end = 0
+        self._need = 1
+        self._has_head = False
+
+    def get_buffer(self, Py_ssize_t sizehint=-1):
+        """Writable free space after the unread bytes (at least one byte)."""
+        self._make_room()
+        return memoryview(self._buf)[self._end:]
+
+    cdef int _make_room(self) except -1:
+        cdef Py_ssize_t have = self._end - self._pos
+        cdef Py_ssize_t need = self._need if self._need > have else have + 1
+        cdef Py_ssize_t size = PyByteArray_GET_SIZE(self._buf)
+        cdef char *b
+        cdef bytearray grown
+        if have == 0 and size > 4 * C_READ_CHUNK and need <= C_READ_CHUNK:
+            self._buf = PyByteArray_FromStringAndSize(NULL, C_READ_CHUNK)
+            self._pos = self._end = 0
+            size = C_READ_CHUNK
+        if self._pos and size - self._pos < need:
+            b = PyByteArray_AS_STRING(self._buf)
+            memmove(b, b + self._pos, have)
+            self._pos = 0
+            self._end = have
+        if self._end == size:
+            grown = PyByteArray_FromStringAndSize(NULL, size + min(size, need - have))
+            memcpy(PyByteArray_AS_STRING(grown), PyByteArray_AS_STRING(self._buf) + self._pos,
+                   have)
+            self._buf = grown
+            self._pos = 0
+            self._end = have
+        return 0
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        """``nbytes`` were written at the start of the last ``get_buffer()``."""
+        if nbytes < 0 or nbytes > PyByteArray_GET_SIZE(self._buf) - self._end:
+            raise ValueError("buffer_updated(%d) exceeds the free space" % nbytes)
+        self._end += nbytes
+
+    def feed(self, data):
+        """Copy ``data`` into the buffer (for transports without recv_into)."""
+        cdef const unsigned char[:] view = memoryview(data).cast("B")
+        cdef Py_ssize_t done = 0, total = view.shape[0], n
+        while done < total:
+            self._make_room()
+            n = min(PyByteArray_GET_SIZE(self._buf) - self._end, total - done)
+            memcpy(PyByteArray_AS_STRING(self._buf) + self._end, &view[done], n)
+            self._end += n
+            done += n
+
+    def next_reply(self):
+        """The next complete reply ``(status, value, body)``, or None when more
+        bytes are needed."""
+        return self._next()
+
+    def pending(self):
+        """Bytes received but not yet returned as part of a reply."""
+        return self._end - self._pos
+
+    cdef object _next(self):
+        cdef const char *b
+        cdef const char *hit
+        cdef Py_ssize_t have, start
+        if not self._has_head:
+            b = PyByteArray_AS_STRING(self._buf)
+            have = self._end - self._pos
+            hit = <const char *>memchr(b + self._pos, b'\n', have)
+            if hit == NULL:
+                if have > C_MAX_LINE:
+                    raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
+                self._need = have + 1
+                return None
+            if hit == b + self._pos or (hit - 1)[0] != b'\r':
+                raise UnexpectedResponse("reply line not ended by CRLF")
+            if hit - (b + self._pos) > C_MAX_LINE:
+                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
+            start = self._pos
+            self._pos = (hit - b) + 1
+            if not self._parse_head(b + start, (hit - b) - 1 - start):
+                if self._pos == self._end:
+                    self._pos = self._end = 0
+                self._need = 1
+                reply = (self._h_name, self._h_value, None)
+                self._h_value = None           # keep no reference to what was handed out
+                return reply
+            if self._h_len > self.max_body:
+                raise UnexpectedResponse("reply body of %d bytes exceeds %d"
+                                         % (self._h_len, self.max_body))
+            self._has_head = True
+        return self._body()
+
+    cdef object _body(self):
+        cdef Py_ssize_t n = <Py_ssize_t>self._h_len, end
+        cdef const char *b
+        cdef bytes body
+        if self._end - self._pos < n + 2:
+            self._need = n + 2
+            return None
+        b = PyByteArray_AS_STRING(self._buf)
+        end = self._pos + n
+        if b[end] != b'\r' or b[end + 1] != b'\n':
+            raise UnexpectedResponse("reply body not followed by CRLF")
+        body = PyBytes_FromStringAndSize(b + self._pos, n)
+        self._pos = end + 2
+        self._has_head = False
+        self._need = 1
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        reply = (self._h_name, self._h_value, body)
+        self._h_value = None
+        return reply
+
+    cdef int _parse_head(self, const char *line, Py_ssize_t llen) except -1:
+        """Parse a reply line into _h_name/_h_value/_h_len; 1 when a body follows."""
+        cdef Py_ssize_t sp = 0, start, pos, i
+        cdef int nargs = 0, shape
+        cdef tuple entry
+        cdef unsigned long long nums[2]
+        while sp < llen and line[sp] != b' ':
+            sp += 1
+        i = _status_index(line, sp)
+        if i < 0:
+            raise UnexpectedResponse("unknown reply %r" % (line[:min(llen, 80)],))
+        entry = <tuple>_STATUS_ENTRIES[i]
+        self._h_name = entry[0]
+        shape = entry[1]
+        self._h_value = None
+        if shape == 0:
+            if sp < llen:
+                raise UnexpectedResponse("unexpected arguments in %r" % (line[:llen],))
+            return 0
+        if shape == 5:
+            if sp == llen or memchr(line + sp + 1, b' ', llen - sp - 1) != NULL:
+                raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
+            self._h_value = check_name(line[sp + 1:llen]).decode("ascii")
+            return 0
+        pos = sp
+        while pos < llen:                  # line[pos] is a space
+            start = pos + 1
+            pos = start
+            while pos < llen and line[pos] != b' ':
+                pos += 1
+            if nargs < 2:
+                nums[nargs] = _parse_uint(line + start, pos - start, line, llen)
+            else:
+                _parse_uint(line + start, pos - start, line, llen)
+            nargs += 1
+        if shape == 1 or shape == 2:
+            if nargs == 1:
+                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                return 0
+            if shape == 2 and nargs == 0:
+                return 0
+        elif shape == 3:
+            if nargs == 2:
+                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                self._h_len = nums[1]
+                return 1
+        elif nargs == 1:
+            self._h_len = nums[0]
+            return 1
+        raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
+
+
 cdef class Core:
     """One connection's socket, read buffer and reply parser.
 
@@ -453,7 +635,7 @@ cdef class Core:
 
     cdef public object sock
     cdef object _timeout
-    cdef public object max_body
+    cdef Reader _reader          # the read buffer and the reply parser
     cdef public object broken
     cdef bint _busy
     cdef bint _closing           # close() was called
@@ -461,9 +643,6 @@ cdef class Core:
     cdef object _pid
     cdef object _current         # timeout now in force on the socket
     cdef double _wait            # _current as clamped seconds, < 0: none
-    cdef bytearray _buf
-    cdef object _view
-    cdef Py_ssize_t _pos, _end
     cdef object _recv_into
     cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
     cdef bint _short             # the kernel timeouts hold what was left after a signal
@@ -476,7 +655,7 @@ cdef class Core:
             self._fd = sock.fileno()
         self.sock = sock
         self._timeout = timeout
-        self.max_body = max_body
+        self._reader = Reader(max_body)
         self.broken = None
         self._busy = False
         self._closing = False
@@ -484,12 +663,17 @@ cdef class Core:
         self._pid = os.getpid()
         self._current = _UNSET
         self._wait = -1.0
-        self._buf = bytearray(READ_CHUNK)
-        self._view = memoryview(self._buf)
-        self._pos = 0
-        self._end = 0
         self._recv_into = sock.recv_into
         self._apply_timeout(timeout)
+
+    @property
+    def max_body(self):
+        """The largest reply body accepted (the reader's limit)."""
+        return self._reader.max_body
+
+    @max_body.setter
+    def max_body(self, value):
+        self._reader.max_body = value
 
     @property
     def timeout(self):
@@ -583,18 +767,25 @@ cdef class Core:
         return 0
 
     cdef Py_ssize_t _recv(self) except -1:
-        """Read what is available (at least one byte, 0 at EOF) after ``_end``."""
+        """Read what is available (at least one byte, 0 at EOF) into the
+        reader's free space; the reader is told of it by the caller."""
         cdef char *p
         cdef Py_ssize_t room, r
         cdef int err = 0, fd = self._fd
         cdef double wait = self._wait
         cdef double started = 0.0
+        cdef Reader reader = self._reader
         if fd < 0:
-            return self._recv_into(self._view[self._end:])
+            view = reader.get_buffer(-1)
+            try:
+                return self._recv_into(view)
+            finally:
+                view.release()
         if self._short:
             self._restore()
-        p = PyByteArray_AS_STRING(self._buf) + self._end
-        room = PyByteArray_GET_SIZE(self._buf) - self._end
+        reader._make_room()
+        p = PyByteArray_AS_STRING(reader._buf) + reader._end
+        room = PyByteArray_GET_SIZE(reader._buf) - reader._end
         with nogil:
             if wait >= 0:
                 started = bsf_now()
@@ -747,7 +938,7 @@ cdef class Core:
                 results.append(self._read_reply())
                 inflight -= sizes[done % window]
                 done += 1
-                while done < sent and self._pos < self._end:
+                while done < sent and self._reader._end > self._reader._pos:
                     results.append(self._read_reply())
                     inflight -= sizes[done % window]
                     done += 1
@@ -759,119 +950,18 @@ cdef class Core:
         if deferred is not None:
             raise deferred
 
-    cdef int _fill(self, Py_ssize_t need) except -1:
-        cdef Py_ssize_t have, size, n
-        cdef char *b
-        while self._end - self._pos < need:
-            have = self._end - self._pos
-            size = PyByteArray_GET_SIZE(self._buf)
-            if self._pos and size - self._pos < need:
-                b = PyByteArray_AS_STRING(self._buf)
-                memmove(b, b + self._pos, have)
-                self._pos = 0
-                self._end = have
-            if self._end == size:
-                self._view.release()
-                PyByteArray_Resize(self._buf, size + min(size, need - have))
-                self._view = memoryview(self._buf)
+    cdef tuple _read_reply(self):
+        """One reply, receiving straight into the reader's buffer until it is complete."""
+        cdef Reader reader = self._reader
+        cdef Py_ssize_t n
+        while True:
+            reply = reader._next()
+            if reply is not None:
+                return <tuple>reply
             n = self._recv()
             if n == 0:
                 raise SocketError("connection closed by the server")
-            self._end += n
-        return 0
-
-    cdef Py_ssize_t _read_line(self) except -1:
-        """Offset of the next line's CRLF; the line starts at ``_pos``."""
-        cdef const char *b
-        cdef const char *hit
-        cdef Py_ssize_t scanned = 0, have
-        while True:
-            b = PyByteArray_AS_STRING(self._buf)
-            have = self._end - self._pos
-            if have > scanned:
-                hit = <const char *>memchr(b + self._pos + scanned, b'\n', have - scanned)
-                if hit != NULL:
-                    if hit == b + self._pos or (hit - 1)[0] != b'\r':
-                        raise UnexpectedResponse("reply line not ended by CRLF")
-                    return (hit - b) - 1
-                scanned = have
-            if have > C_MAX_LINE:
-                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
-            self._fill(have + 1)
-
-    cdef bytes _read_body(self, unsigned long long length):
-        cdef Py_ssize_t n, end
-        cdef const char *b
-        if length > self.max_body:
-            raise UnexpectedResponse("reply body of %d bytes exceeds %d" % (length, self.max_body))
-        n = <Py_ssize_t>length
-        self._fill(n + 2)
-        b = PyByteArray_AS_STRING(self._buf)
-        end = self._pos + n
-        if b[end] != b'\r' or b[end + 1] != b'\n':
-            raise UnexpectedResponse("reply body not followed by CRLF")
-        body = PyBytes_FromStringAndSize(b + self._pos, n)
-        self._pos = end + 2
-        if self._pos == self._end:
-            self._pos = self._end = 0
-            if PyByteArray_GET_SIZE(self._buf) > 4 * C_READ_CHUNK:
-                self._view.release()
-                PyByteArray_Resize(self._buf, C_READ_CHUNK)
-                self._view = memoryview(self._buf)
-        return body
-
-    cdef tuple _read_reply(self):
-        """One reply as ``(status, value, body)``; the line is parsed in place,
-        before a body read can move the buffer."""
-        cdef Py_ssize_t cr = self._read_line()
-        cdef const char *line = PyByteArray_AS_STRING(self._buf) + self._pos
-        cdef Py_ssize_t llen = cr - self._pos
-        cdef Py_ssize_t sp = 0, start, pos, i
-        cdef int nargs = 0, shape
-        cdef tuple entry
-        cdef unsigned long long nums[2]
-        self._pos = cr + 2
-        if self._pos == self._end:
-            self._pos = self._end = 0      # the line's bytes stay valid until the next read
-        while sp < llen and line[sp] != b' ':
-            sp += 1
-        i = _status_index(line, sp)
-        if i < 0:
-            raise UnexpectedResponse("unknown reply %r" % (line[:min(llen, 80)],))
-        entry = <tuple>_STATUS_ENTRIES[i]
-        name = entry[0]
-        shape = entry[1]
-        if shape == 0:
-            if sp < llen:
-                raise UnexpectedResponse("unexpected arguments in %r" % (line[:llen],))
-            return (name, None, None)
-        if shape == 5:
-            if sp == llen or memchr(line + sp + 1, b' ', llen - sp - 1) != NULL:
-                raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
-            return (name, check_name(line[sp + 1:llen]).decode("ascii"), None)
-        pos = sp
-        while pos < llen:                  # line[pos] is a space
-            start = pos + 1
-            pos = start
-            while pos < llen and line[pos] != b' ':
-                pos += 1
-            if nargs < 2:
-                nums[nargs] = _parse_uint(line + start, pos - start, line, llen)
-            else:
-                _parse_uint(line + start, pos - start, line, llen)
-            nargs += 1
-        if shape == 1 or shape == 2:
-            if nargs == 1:
-                return (name, PyLong_FromUnsignedLongLong(nums[0]), None)
-            if shape == 2 and nargs == 0:
-                return (name, None, None)
-        elif shape == 3:
-            if nargs == 2:
-                value = PyLong_FromUnsignedLongLong(nums[0])
-                return (name, value, self._read_body(nums[1]))
-        elif nargs == 1:
-            return (name, None, self._read_body(nums[0]))
-        raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
+            reader._end += n
 
     def execute(self, conn, cmd, data, arg=None):
         """Send one command for ``conn`` and return its result as ``cmd`` (a
@@ -915,183 +1005,3 @@ cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *lin
             raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
         v = v * 10 + d
     return v
-
-
-# -- sans-IO reply reader (twin: _pyprotocol.Reader) ------------------------------
-
-from cpython.bytearray cimport PyByteArray_FromStringAndSize
-
-
-cdef class Reader:
-    """Sans-IO reply reader: owns the read buffer and turns the bytes received
-    into complete replies, with no IO of its own (see the twin for the contract)."""
-
-    cdef bytearray _buf
-    cdef Py_ssize_t _pos, _end, _need
-    cdef public object max_body
-    cdef bint _has_head             # a line was parsed; its body is due
-    cdef object _h_name, _h_value
-    cdef unsigned long long _h_len
-
-    def __init__(self, max_body=MAX_BODY):
-        self.max_body = max_body
-        self._buf = bytearray(READ_CHUNK)
-        self._pos = 0
-        self._end = 0
-        self._need = 1
-        self._has_head = False
-
-    def get_buffer(self, Py_ssize_t sizehint=-1):
-        """Writable free space after the unread bytes (at least one byte)."""
-        self._make_room()
-        return memoryview(self._buf)[self._end:]
-
-    cdef int _make_room(self) except -1:
-        cdef Py_ssize_t have = self._end - self._pos
-        cdef Py_ssize_t need = self._need if self._need > have else have + 1
-        cdef Py_ssize_t size = PyByteArray_GET_SIZE(self._buf)
-        cdef char *b
-        cdef bytearray grown
-        if have == 0 and size > 4 * C_READ_CHUNK and need <= C_READ_CHUNK:
-            self._buf = PyByteArray_FromStringAndSize(NULL, C_READ_CHUNK)
-            self._pos = self._end = 0
-            size = C_READ_CHUNK
-        if self._pos and size - self._pos < need:
-            b = PyByteArray_AS_STRING(self._buf)
-            memmove(b, b + self._pos, have)
-            self._pos = 0
-            self._end = have
-        if self._end == size:
-            grown = PyByteArray_FromStringAndSize(NULL, size + min(size, need - have))
-            memcpy(PyByteArray_AS_STRING(grown), PyByteArray_AS_STRING(self._buf) + self._pos,
-                   have)
-            self._buf = grown
-            self._pos = 0
-            self._end = have
-        return 0
-
-    def buffer_updated(self, Py_ssize_t nbytes):
-        """``nbytes`` were written at the start of the last ``get_buffer()``."""
-        if nbytes < 0 or nbytes > PyByteArray_GET_SIZE(self._buf) - self._end:
-            raise ValueError("buffer_updated(%d) exceeds the free space" % nbytes)
-        self._end += nbytes
-
-    def feed(self, data):
-        """Copy ``data`` into the buffer (for transports without recv_into)."""
-        cdef const unsigned char[:] view = memoryview(data).cast("B")
-        cdef Py_ssize_t done = 0, total = view.shape[0], n
-        while done < total:
-            self._make_room()
-            n = min(PyByteArray_GET_SIZE(self._buf) - self._end, total - done)
-            memcpy(PyByteArray_AS_STRING(self._buf) + self._end, &view[done], n)
-            self._end += n
-            done += n
-
-    def next_reply(self):
-        """The next complete reply ``(status, value, body)``, or None when more
-        bytes are needed."""
-        return self._next()
-
-    def pending(self):
-        """Bytes received but not yet returned as part of a reply."""
-        return self._end - self._pos
-
-    cdef object _next(self):
-        cdef const char *b
-        cdef const char *hit
-        cdef Py_ssize_t have, start
-        if not self._has_head:
-            b = PyByteArray_AS_STRING(self._buf)
-            have = self._end - self._pos
-            hit = <const char *>memchr(b + self._pos, b'\n', have)
-            if hit == NULL:
-                if have > C_MAX_LINE:
-                    raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
-                self._need = have + 1
-                return None
-            if hit == b + self._pos or (hit - 1)[0] != b'\r':
-                raise UnexpectedResponse("reply line not ended by CRLF")
-            if hit - (b + self._pos) > C_MAX_LINE:
-                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
-            start = self._pos
-            self._pos = (hit - b) + 1
-            if not self._parse_head(b + start, (hit - b) - 1 - start):
-                if self._pos == self._end:
-                    self._pos = self._end = 0
-                self._need = 1
-                return (self._h_name, self._h_value, None)
-            if self._h_len > self.max_body:
-                raise UnexpectedResponse("reply body of %d bytes exceeds %d"
-                                         % (self._h_len, self.max_body))
-            self._has_head = True
-        return self._body()
-
-    cdef object _body(self):
-        cdef Py_ssize_t n = <Py_ssize_t>self._h_len, end
-        cdef const char *b
-        cdef bytes body
-        if self._end - self._pos < n + 2:
-            self._need = n + 2
-            return None
-        b = PyByteArray_AS_STRING(self._buf)
-        end = self._pos + n
-        if b[end] != b'\r' or b[end + 1] != b'\n':
-            raise UnexpectedResponse("reply body not followed by CRLF")
-        body = PyBytes_FromStringAndSize(b + self._pos, n)
-        self._pos = end + 2
-        self._has_head = False
-        self._need = 1
-        if self._pos == self._end:
-            self._pos = self._end = 0
-        return (self._h_name, self._h_value, body)
-
-    cdef int _parse_head(self, const char *line, Py_ssize_t llen) except -1:
-        """Parse a reply line into _h_name/_h_value/_h_len; 1 when a body follows."""
-        cdef Py_ssize_t sp = 0, start, pos, i
-        cdef int nargs = 0, shape
-        cdef tuple entry
-        cdef unsigned long long nums[2]
-        while sp < llen and line[sp] != b' ':
-            sp += 1
-        i = _status_index(line, sp)
-        if i < 0:
-            raise UnexpectedResponse("unknown reply %r" % (line[:min(llen, 80)],))
-        entry = <tuple>_STATUS_ENTRIES[i]
-        self._h_name = entry[0]
-        shape = entry[1]
-        self._h_value = None
-        if shape == 0:
-            if sp < llen:
-                raise UnexpectedResponse("unexpected arguments in %r" % (line[:llen],))
-            return 0
-        if shape == 5:
-            if sp == llen or memchr(line + sp + 1, b' ', llen - sp - 1) != NULL:
-                raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
-            self._h_value = check_name(line[sp + 1:llen]).decode("ascii")
-            return 0
-        pos = sp
-        while pos < llen:                  # line[pos] is a space
-            start = pos + 1
-            pos = start
-            while pos < llen and line[pos] != b' ':
-                pos += 1
-            if nargs < 2:
-                nums[nargs] = _parse_uint(line + start, pos - start, line, llen)
-            else:
-                _parse_uint(line + start, pos - start, line, llen)
-            nargs += 1
-        if shape == 1 or shape == 2:
-            if nargs == 1:
-                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
-                return 0
-            if shape == 2 and nargs == 0:
-                return 0
-        elif shape == 3:
-            if nargs == 2:
-                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
-                self._h_len = nums[1]
-                return 1
-        elif nargs == 1:
-            self._h_len = nums[0]
-            return 1
-        raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
