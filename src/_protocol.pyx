@@ -20,12 +20,13 @@ import _socket
 
 from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
                                     UnexpectedResponse)
-from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
-                                         READ_CHUNK, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
-                                         _prepare, _send_all, _set_timeout, check_name, send_flags,
-                                         encode_body)
-from beanstalkc_fast import _pyprotocol
-from beanstalkc_fast._shared import note_lost_reply
+# what both cores share, written once (re-exported as this core's module interface)
+from beanstalkc_fast._shared import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
+                                     READ_CHUNK, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
+                                     _prepare, _send_all, _set_timeout, check_name, send_flags,
+                                     encode_body, note_lost_reply)
+from beanstalkc_fast import _shared
+from beanstalkc_fast import _pyprotocol      # the exact, slower paths (non-ASCII stats, long verbs)
 
 cdef extern from *:
     """
@@ -89,14 +90,14 @@ cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
 
 # Reply status words, the frequent first, matched by length and memcmp (no
-# allocation); entry i is (interned str, shape) with shapes as in _pyprotocol._SHAPES.
+# allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
 cdef enum:
     MAX_STATUS = 32
 _FREQUENT = ["INSERTED", "RESERVED", "DELETED", "OK", "FOUND", "TIMED_OUT", "NOT_FOUND",
              "USING", "WATCHING", "RELEASED", "BURIED", "TOUCHED", "KICKED"]
 cdef list _STATUS_BYTES = [w.encode("ascii") for w in
-                           _FREQUENT + sorted(set(_pyprotocol._SHAPES) - set(_FREQUENT))]
-cdef list _STATUS_ENTRIES = [(intern(w.decode("ascii")), _pyprotocol._SHAPES[w.decode("ascii")])
+                           _FREQUENT + sorted(set(_shared._SHAPES) - set(_FREQUENT))]
+cdef list _STATUS_ENTRIES = [(intern(w.decode("ascii")), _shared._SHAPES[w.decode("ascii")])
                              for w in _STATUS_BYTES]   # interned: "==" on the literals is "is"
 cdef const char *_status_words[MAX_STATUS]
 cdef Py_ssize_t _status_lens[MAX_STATUS]
@@ -119,7 +120,7 @@ def check_uint(str name, value, maximum=MAX_UINT32):
     """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError."""
     if type(value) is int and 0 <= value <= maximum:
         return value
-    return _pyprotocol.check_uint(name, value, maximum)
+    return _shared.check_uint(name, value, maximum)
 
 
 cdef unsigned long long _uint(str name, value, unsigned long long maximum) except? ULLONG_MAX:
@@ -130,7 +131,7 @@ cdef unsigned long long _uint(str name, value, unsigned long long maximum) excep
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and 0 <= v and <unsigned long long>v <= maximum:
             return <unsigned long long>v
-    return _pyprotocol.check_uint(name, value, maximum)
+    return _shared.check_uint(name, value, maximum)
 
 
 cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
@@ -246,10 +247,10 @@ cdef struct KeySlot:
     Py_ssize_t n
     char key[KEY_MAX]
     PyObject *name             # a reference held for the life of the process
-    bint fixed_str             # in _pyprotocol._STR_KEYS
+    bint fixed_str             # in _shared._STR_KEYS
 
 cdef KeySlot _key_slots[KEY_SLOTS]
-cdef frozenset _STR_KEYS = _pyprotocol._STR_KEYS
+cdef frozenset _STR_KEYS = _shared._STR_KEYS
 
 
 cdef str _key(const char *p, Py_ssize_t n, bint *fixed_str):
@@ -321,7 +322,7 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
         return False
     if _is_float(v, vlen):
         return float(line[vstart:llen])
-    return _pyprotocol._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
+    return _shared._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
 
 
 cdef class _Layout:
