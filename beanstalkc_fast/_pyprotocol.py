@@ -10,7 +10,7 @@ import os
 import socket
 from typing import Any, FrozenSet, Iterable, List, Optional, Tuple
 
-from .errors import ConcurrentUseError, ConnectionBroken, SocketError, UnexpectedResponse
+from .errors import SocketError, UnexpectedResponse
 
 # what both cores share (limits, name and number rules, socket helpers, value
 # typing) lives in _shared; re-exported here as this core's module interface
@@ -18,7 +18,8 @@ from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,
                       MAX_TIMEOUT, MAX_UINT32, MAX_UINT64, MIN_TIMEOUT, NAME_CHARS, READ_CHUNK,
                       SEND_FLAGS, WRITE_CHUNK, Reply, _clamp, _prepare, _scalar, _send_all,
                       _set_timeout, _truncate, check_name, check_uint, encode_body,
-                      note_lost_reply, run_window, send_flags)
+                      failure, note_lost_reply, refusal, run_window, say_quit, send_flags,
+                      wake)
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
            "NAME_CHARS", "Core", "Reader", "check_uint", "check_name", "encode_body",
@@ -93,11 +94,8 @@ class Core:
 
     # -- entry and exit -----------------------------------------------------
     def _enter(self) -> None:
-        if self.broken is not None:
-            raise ConnectionBroken("connection is broken (%s); call reconnect()" % self.broken)
-        if self._busy:
-            raise ConcurrentUseError(
-                "connection used by two threads at once; use one Connection per thread")
+        if self.broken is not None or self._busy:
+            raise refusal(self.broken)
         self._busy = True
 
     def _leave(self) -> None:
@@ -109,23 +107,10 @@ class Core:
         """Mark broken and close the socket (so the server frees this
         connection's reservations now); the exception to raise in place of ``exc``."""
         self._release()
-        if self._closing and isinstance(exc, (OSError, SocketError)):
-            err = SocketError("connection closed by close() while in use")
-            err.__cause__ = exc
-            return err
-        if isinstance(exc, SocketError):
-            self.broken = str(exc)
-            return exc
-        if isinstance(exc, UnexpectedResponse):
-            self.broken = "unexpected response: %s" % (exc,)
-            return exc
-        if isinstance(exc, OSError):
-            self.broken = "socket error: %s" % (exc,)
-            err = SocketError(self.broken)
-            err.__cause__ = exc
-            return err
-        self.broken = "interrupted: %r" % (exc,)
-        return exc
+        reason, err = failure(exc, self._closing)
+        if reason is not None:
+            self.broken = reason
+        return err
 
     def _release(self) -> None:
         """Close the socket once; its descriptor is never used again."""
@@ -145,16 +130,10 @@ class Core:
         if self.broken is None:
             self.broken = reason
             if quit and not self._busy:
-                try:
-                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
-                except OSError:
-                    pass
+                say_quit(self.sock)
         self._closing = True
         if self._busy and self._pid == os.getpid():
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)   # wakes a blocked recv
-            except OSError:
-                pass
+            wake(self.sock)                    # the blocked call releases the socket
         else:
             self._release()
 

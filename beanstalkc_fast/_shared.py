@@ -12,7 +12,8 @@ import struct
 import sys
 from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Tuple
 
-from .errors import BodyTypeError
+from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
+                     UnexpectedResponse)
 
 MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
 MAX_BODY = 1 << 30            # beanstalkd's own ceiling for -z
@@ -208,7 +209,6 @@ def note_lost_reply(exc: BaseException, note: str) -> None:
     """Add to a SocketError what its lost reply leaves unknown (``note``,
     e.g. whether a job was inserted); not when nothing was sent
     (ConnectionBroken)."""
-    from .errors import ConnectionBroken, SocketError
     if note and isinstance(exc, SocketError) and not isinstance(exc, ConnectionBroken) \
             and exc.args:
         exc.args = ("%s; %s" % (exc.args[0], note),) + exc.args[1:]
@@ -272,3 +272,48 @@ def run_window(send: Callable[[bytes], Any], read_reply: Callable[[], Any],
             results.append(read_reply())
             inflight -= sizes[done % window]
             done += 1
+
+
+# -- a core's entry, failure and close (both cores call these) -------------------
+
+def refusal(broken: Optional[str]) -> Exception:
+    """Why a core refuses a command: broken (``broken``), else in use."""
+    if broken is not None:
+        return ConnectionBroken("connection is broken (%s); call reconnect()" % broken)
+    return ConcurrentUseError(
+        "connection used by two threads at once; use one Connection per thread")
+
+
+def failure(exc: BaseException, closing: bool) -> Tuple[Optional[str], BaseException]:
+    """What a failure mid-command makes of a core: the reason it is broken
+    now (None: keep the one close() gave) and the exception to raise."""
+    if closing and isinstance(exc, (OSError, SocketError)):
+        err = SocketError("connection closed by close() while in use")
+        err.__cause__ = exc
+        return None, err
+    if isinstance(exc, SocketError):
+        return str(exc), exc
+    if isinstance(exc, UnexpectedResponse):
+        return "unexpected response: %s" % (exc,), exc
+    if isinstance(exc, OSError):
+        reason = "socket error: %s" % (exc,)
+        err = SocketError(reason)
+        err.__cause__ = exc
+        return reason, err
+    return "interrupted: %r" % (exc,), exc
+
+
+def say_quit(sock: Any) -> None:
+    """Send ``quit`` if it goes out at once (never blocks, raises or SIGPIPEs)."""
+    try:
+        sock.send(b"quit\r\n", send_flags(sock, _DONTWAIT))
+    except OSError:
+        pass
+
+
+def wake(sock: Any) -> None:
+    """Shut ``sock`` down, which wakes a call blocked on it in another thread."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -18,13 +18,13 @@ import os
 import socket
 import _socket
 
-from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
-                                    UnexpectedResponse)
+from beanstalkc_fast.errors import SocketError, UnexpectedResponse
 # what both cores share, written once (re-exported as this core's module interface)
 from beanstalkc_fast._shared import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
-                                     READ_CHUNK, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
-                                     _prepare, _send_all, _set_timeout, check_name, send_flags,
-                                     encode_body, note_lost_reply)
+                                     READ_CHUNK, WRITE_CHUNK, _UNSET, _clamp,
+                                     _prepare, _send_all, _set_timeout, check_name,
+                                     encode_body, failure, note_lost_reply, refusal, say_quit,
+                                     wake)
 from beanstalkc_fast import _shared
 from beanstalkc_fast import _pyprotocol      # the exact, slower paths (non-ASCII stats, long verbs)
 
@@ -804,11 +804,8 @@ cdef class Core:
         return self._timeout + extra
 
     cdef _enter(self):
-        if self.broken is not None:
-            raise ConnectionBroken("connection is broken (%s); call reconnect()" % self.broken)
-        if self._busy:
-            raise ConcurrentUseError(
-                "connection used by two threads at once; use one Connection per thread")
+        if self.broken is not None or self._busy:
+            raise refusal(self.broken)
         self._busy = True
 
     cdef inline _leave(self):
@@ -820,23 +817,10 @@ cdef class Core:
         """Mark broken and close the socket (so the server frees this
         connection's reservations now); the exception to raise."""
         self._release()
-        if self._closing and isinstance(exc, (OSError, SocketError)):
-            err = SocketError("connection closed by close() while in use")
-            err.__cause__ = exc
-            return err
-        if isinstance(exc, SocketError):
-            self.broken = str(exc)
-            return exc
-        if isinstance(exc, UnexpectedResponse):
-            self.broken = "unexpected response: %s" % (exc,)
-            return exc
-        if isinstance(exc, OSError):
-            self.broken = "socket error: %s" % (exc,)
-            err = SocketError(self.broken)
-            err.__cause__ = exc
-            return err
-        self.broken = "interrupted: %r" % (exc,)
-        return exc
+        reason, err = failure(exc, self._closing)
+        if reason is not None:
+            self.broken = reason
+        return err
 
     cdef _release(self):
         """Close the socket once; its descriptor number is never used again."""
@@ -853,16 +837,10 @@ cdef class Core:
         if self.broken is None:
             self.broken = reason
             if quit and not self._busy:
-                try:
-                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
-                except OSError:
-                    pass
+                say_quit(self.sock)
         self._closing = True
         if self._busy and self._pid == os.getpid():
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)   # wakes a blocked recv
-            except OSError:
-                pass
+            wake(self.sock)                    # the blocked call releases the socket
         else:
             self._release()
 
