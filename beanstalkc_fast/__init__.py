@@ -20,6 +20,7 @@ from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, 
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
 from .stats import JobStats, ServerStats, TubeStats  # noqa: E402
+from .pool import Pool, PoolJob  # noqa: E402
 from .worker import Worker  # noqa: E402,F401
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "BatchError", "ConcurrentUseError", "ConnectionBroken", "NotFound", "JobTooBig",
     "Draining", "NotIgnored", "ExpectedCRLF", "BadFormat", "UnknownCommand", "OutOfMemory",
     "InternalError", "BodyTypeError", "Worker", "ServerStats", "TubeStats", "JobStats",
+    "Pool", "PoolJob",
 ]

@@ -37,21 +37,25 @@ import asyncio
 import collections
 import itertools
 import socket
+import ssl as ssl_module
 from typing import (Any, Awaitable, Callable, Deque, Generator, Iterable, List, Optional,
                     Tuple, Union)
 
+from . import endpoint as _endpoint
 from ._impl import core as _default_core
 from ._shared import set_keepalive
 from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAULT_TTR,
-                       DEFAULT_TUBE_NAME, DELETE, PUT, RELEASE, RESERVE_NOW, RESERVE_TIMEOUT,
-                       STATS_JOB_DICT, Body, Command, Commands, Kinds, PipelineCommands,
-                       PutStream, YamlOption, checked, by_id_commands, job_ids, lost_note,
+                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, PUT, RELEASE, RESERVE_NOW,
+                       RESERVE_TIMEOUT, STATS_JOB_DICT, Body, Command, Commands, Kinds,
+                       PipelineCommands, PutStream, YamlOption, checked, by_id_commands, job_ids,
+                       lost_note,
                        priorities_of, ReserveRounds, restore_commands, split_items,
                        stats_commands, unreserve)
 from .errors import ConnectionBroken, SocketError, UnexpectedResponse
 from .job import Job as _SyncJob
 
-__all__ = ["connect", "Connecting", "Connection", "Job", "Pipeline"]
+__all__ = ["connect", "from_url", "Connecting", "Connection", "Job", "Pipeline", "Pool",
+           "Worker"]
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -167,25 +171,28 @@ class Connection(Commands, YamlOption):
                  encoding: Optional[str] = "utf-8",
                  socket_timeout: Optional[float] = 60.0,
                  unix_socket: Optional[str] = None,
-                 keepalive_idle: int = 60, keepalive_interval: int = 10,
-                 keepalive_count: int = 3, auto_reconnect: bool = False,
+                 keepalive_idle: Optional[float] = 60, keepalive_interval: Optional[float] = 10,
+                 keepalive_count: Optional[int] = 3, auto_reconnect: bool = False,
+                 ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None,
                  core: Any = None) -> None:
-        for name, value in (("connect_timeout", connect_timeout),
-                            ("socket_timeout", socket_timeout)):
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, (int, float)) or value < 0):
-                raise ValueError("%s must be None or a number >= 0, not %r" % (name, value))
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self.connect_timeout = connect_timeout
+        self.socket_timeout = socket_timeout
+        check_keepalive = _endpoint.check_keepalive
+        self.keepalive = (check_keepalive("keepalive_idle", keepalive_idle),
+                          check_keepalive("keepalive_interval", keepalive_interval),
+                          check_keepalive("keepalive_count", keepalive_count))
+        self._ssl_context, self.server_hostname = _endpoint.tls_settings(
+            ssl, server_hostname, unix_socket)
         self._set_yaml(parse_yaml)
         self._impl = _default_core if core is None else core
         self._job_type = Job
         self.host = host
         self.port = port
         self.unix_socket = unix_socket
-        self.connect_timeout = connect_timeout
-        self.socket_timeout = socket_timeout
         self.encoding = encoding
-        self.keepalive = (keepalive_idle, keepalive_interval, keepalive_count)
         self.auto_reconnect = auto_reconnect
+        self._closed = False               # by close(): stays closed under auto_reconnect
         self._using = DEFAULT_TUBE_NAME
         self._watching: List[str] = [DEFAULT_TUBE_NAME]
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -197,7 +204,6 @@ class Connection(Commands, YamlOption):
         self._count = 0                    # commands written, unanswered (incl. housekeeping)
         self._bytes = 0                    # their bytes
         self._waiters: Deque[Tuple["asyncio.Future[bool]", int]] = collections.deque()
-        self._timer: Optional[asyncio.TimerHandle] = None
         self._out: List[bytes] = []         # written this loop iteration, not yet flushed
         self._progress = 0.0               # when the reply stream last moved
         self._revive_lock: Optional[asyncio.Lock] = None
@@ -207,9 +213,40 @@ class Connection(Commands, YamlOption):
         """Why the connection is unusable, or None."""
         return self._broken
 
+    @property
+    def connect_timeout(self) -> Optional[float]:
+        """How long connecting (and then the TLS handshake) may take, in
+        seconds, or None for no limit."""
+        return self._connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, seconds: Optional[float]) -> None:
+        self._connect_timeout = _endpoint.check_timeout("connect_timeout", seconds)
+
+    @property
+    def socket_timeout(self) -> Optional[float]:
+        """The read deadline of every command; a new value applies at once
+        (to the command waiting at the head, and every later one)."""
+        return self._socket_timeout
+
+    @socket_timeout.setter
+    def socket_timeout(self, seconds: Optional[float]) -> None:
+        self._socket_timeout = _endpoint.check_timeout("socket_timeout", seconds)
+        if self._timer is not None:        # armed with the old value
+            self._timer.cancel()
+            self._timer = None
+            if self._pending and self._socket_timeout is not None:
+                self._arm()
+
+    @property
+    def _address(self) -> str:
+        return self.unix_socket or "%s:%s" % (self.host, self.port)
+
     # -- connection management ------------------------------------------------
     async def connect(self) -> None:
-        """Connect to beanstalkd (SocketError on failure)."""
+        """Connect to beanstalkd (TLS with ``ssl``) and restore the used tube
+        and the watch list; SocketError on failure (a failed TLS handshake
+        says why, and nothing was sent)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         reader = self._impl.Reader()
@@ -229,15 +266,47 @@ class Connection(Commands, YamlOption):
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             set_keepalive(sock, *self.keepalive)
+        if self._ssl_context is not None:
+            transport = await self._start_tls(transport, proto, self._ssl_context)
         self._transport, self._proto = transport, proto
         self._pending.clear()
         self._out.clear()
         self._count = self._bytes = 0
         self._broken = None
+        self._closed = False
+        if self._ssl_context is not None:
+            # TLS 1.3: a server refuses a client certificate after the
+            # client's handshake is done; one round trip sees it here
+            try:
+                await self._send(LIST_TUBE_USED, b"list-tube-used\r\n", None, _FINISH)
+            except SocketError as exc:
+                raise SocketError(_endpoint.tls_refused(self._address, exc)) from exc
+        futures = [self._send(cmd, data, arg, _FINISH)
+                   for cmd, data, arg in restore_commands(self._using, list(self._watching),
+                                                          self._impl.check_name)]
+        for fut in futures:
+            await fut
+
+    async def _start_tls(self, transport: Any, proto: _Protocol,
+                         context: ssl_module.SSLContext) -> Any:
+        """The TLS transport over ``transport``, handshake done within
+        connect_timeout; on failure the connection is aborted and
+        SocketError says why."""
+        hostname = self.server_hostname or (None if self.unix_socket is not None else self.host)
+        try:
+            return await asyncio.wait_for(
+                self._loop.start_tls(transport, proto, context, server_hostname=hostname),
+                self.connect_timeout)
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:  # SSLError, reset, timeout
+            transport.abort()
+            raise SocketError(_endpoint.tls_failure(self._address, exc)) from exc
 
     async def close(self) -> None:
         """Send ``quit`` and close; never raises on a dead connection. Callers
-        still waiting for a reply get SocketError."""
+        still waiting for a reply get SocketError. The connection stays
+        closed (also under ``auto_reconnect``) until ``connect()`` or
+        ``reconnect()``."""
+        self._closed = True
         transport, proto = self._transport, self._proto
         if transport is None or proto is None:
             return
@@ -255,12 +324,8 @@ class Connection(Commands, YamlOption):
     async def reconnect(self) -> None:
         """Close, connect again, and restore the used tube and the watch list."""
         await self.close()
+        self._closed = False       # a failed connect leaves it broken, not closed
         await self.connect()
-        futures = [self._send(cmd, data, arg, _FINISH)
-                   for cmd, data, arg in restore_commands(self._using, list(self._watching),
-                                                          self._impl.check_name)]
-        for fut in futures:
-            await fut
 
     async def __aenter__(self) -> "Connection":
         return self
@@ -315,12 +380,21 @@ class Connection(Commands, YamlOption):
 
     async def _admit(self, size: int) -> None:
         """Wait until a command of ``size`` bytes may be written (its room is
-        then counted); reconnect first when broken and auto_reconnect is on."""
+        then counted); reconnect first when broken and auto_reconnect is on,
+        once: broken again before the command went out is ConnectionBroken."""
+        revived = False
         while True:
             if self._broken is not None:
+                if self._closed:
+                    raise ConnectionBroken("connection was closed by close(); "
+                                           "call connect() or reconnect()")
                 if not self.auto_reconnect:
                     raise ConnectionBroken(
                         "connection is broken (%s); call reconnect()" % self._broken)
+                if revived:
+                    raise ConnectionBroken("reconnect failed: the new connection broke "
+                                           "at once (%s)" % self._broken)
+                revived = True
                 await self._revive()
                 continue
             if not self._waiters and self._has_room(size):
@@ -360,8 +434,14 @@ class Connection(Commands, YamlOption):
         if self._revive_lock is None:
             self._revive_lock = asyncio.Lock()
         async with self._revive_lock:
-            if self._broken is not None:
-                await self.reconnect()
+            if self._broken is not None and not self._closed:
+                try:
+                    await self.reconnect()
+                except ConnectionBroken:
+                    raise
+                except SocketError as exc:
+                    # nothing of the caller's command was sent
+                    raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
     async def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
         """Write the command (when there is room) and return its result."""
@@ -673,15 +753,25 @@ class Pipeline(PipelineCommands):
 class Connecting:
     """``await connect(...)`` -> Connection; ``async with connect(...) as conn``."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tube: Optional[str] = None) -> None:
         self.conn = conn
+        self.tube = tube
 
     def __await__(self) -> Generator[Any, None, Connection]:
         return self._open().__await__()
 
     async def _open(self) -> Connection:
-        await self.conn.connect()
-        return self.conn
+        conn = self.conn
+        await conn.connect()
+        if self.tube is not None and self.tube != DEFAULT_TUBE_NAME:
+            try:
+                await conn.use(self.tube)
+                await conn.watch(self.tube)
+                await conn.ignore(DEFAULT_TUBE_NAME)
+            except BaseException:
+                await conn.close()
+                raise
+        return conn
 
     async def __aenter__(self) -> Connection:
         return await self._open()
@@ -695,3 +785,17 @@ def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **options: Any) 
     (and ``core``): ``conn = await connect(...)`` or
     ``async with connect(...) as conn``."""
     return Connecting(Connection(host, port, **options))
+
+
+def from_url(url: str, **options: Any) -> Connecting:
+    """An asyncio connection to ``beanstalk://host[:port][/tube][?option=value&...]``,
+    ``beanstalks://...`` (TLS) or ``unix:///path/to/socket[?...]``, as the
+    sync ``from_url``: the URL's tube is used and watched and ``default``
+    ignored; keyword ``options`` (and ``core``) win over the query's. A bad
+    URL or option is a ValueError raised at once, before connecting."""
+    where = _endpoint.parse_url(url)
+    return Connecting(Connection(**_endpoint.connection_kwargs(where, options)), where.tube)
+
+
+from ._apool import Pool  # noqa: E402  (the multi-server pool, built on Connection)
+from ._aworker import Worker  # noqa: E402  (the asyncio worker; it needs the names above)

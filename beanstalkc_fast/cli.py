@@ -3,7 +3,9 @@
 Inspect a server (``stats``, ``tubes``, ``peek``), act on jobs (``put``,
 ``kick``, ``kick-job``, ``delete``, ``bury``, ``pause``), move jobs between
 servers (``export`` / ``import``), empty a tube (``drain``) and watch it live
-(``top``). Built on the public ``beanstalkc_fast.Connection``.
+(``top``), and run a handler function over a tube's jobs (``work``: the
+``beanstalkc_fast.Worker``, or the asyncio one for an ``async def``
+handler). Built on the public ``beanstalkc_fast.Connection``.
 
 Exit status: 0 success, 1 the server refused a command, 2 usage or input
 error, 3 the server cannot be reached (or the connection was lost).
@@ -21,6 +23,7 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, 
 
 import beanstalkc_fast
 from beanstalkc_fast import Connection
+from beanstalkc_fast import endpoint as _endpoint
 from beanstalkc_fast.errors import (BatchError, CommandFailed, NotFound, SocketError,
                                     UnexpectedResponse)
 
@@ -76,43 +79,25 @@ class ServerError(Exception):
 # -- server address -----------------------------------------------------------
 
 def parse_url(url: str) -> Dict[str, Any]:
-    """Connection keyword arguments for ``host:port``, ``beanstalk://host:port``,
-    ``[v6addr]:port`` or ``unix:///path`` (UsageError otherwise)."""
+    """Connection keyword arguments for ``--url``: any URL ``from_url`` takes
+    (``beanstalk://``, ``beanstalks://`` with TLS options, ``unix:///path``,
+    options as query parameters; see ``endpoint.parse_url``), or a bare
+    ``host[:port]`` / ``[v6addr][:port]``. UsageError otherwise, and for a
+    tube or an encoding/parse_yaml option (the commands name their tubes and
+    handle bodies as bytes)."""
     text = url.strip()
-    if text.startswith("unix://"):
-        path = text[len("unix://"):]
-        if not path.startswith("/"):
-            raise UsageError("bad --url %r: unix:// needs an absolute path (unix:///path)" % (url,))
-        return {"unix_socket": path}
-    if text.startswith("beanstalk://"):
-        text = text[len("beanstalk://"):].rstrip("/")
-    elif "://" in text:
-        raise UsageError("bad --url %r: use host:port, beanstalk://host:port or unix:///path"
-                         % (url,))
-    port = 11300
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise UsageError("bad --url %r: unclosed [" % (url,))
-        host, rest = text[1:end], text[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise UsageError("bad --url %r" % (url,))
-            port = _port(rest[1:], url)
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = _port(p, url)
-    else:
-        host = text
-    if not host:
-        raise UsageError("bad --url %r: no host" % (url,))
-    return {"host": host, "port": port}
-
-
-def _port(text: str, url: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise UsageError("bad --url %r: port must be 1-65535" % (url,))
-    return int(text)
+    try:
+        where = _endpoint.parse_url(text if "://" in text else "beanstalk://" + text)
+        kwargs = _endpoint.connection_kwargs(where, {})
+    except ValueError as exc:
+        raise UsageError("bad --url %r: %s" % (url, exc)) from None
+    if where.tube is not None:
+        raise UsageError("bad --url %r: the commands take their tubes as arguments, "
+                         "not in the URL" % (url,))
+    for name in ("encoding", "parse_yaml"):
+        if name in kwargs:
+            raise UsageError("bad --url %r: option %s has no meaning for %s" % (url, name, PROG))
+    return kwargs
 
 
 def server_name(kwargs: Dict[str, Any]) -> str:
@@ -124,8 +109,11 @@ def server_name(kwargs: Dict[str, Any]) -> str:
 
 
 def connect(args: argparse.Namespace) -> Connection:
-    """A connection (bodies as bytes) to the server of ``args``."""
-    return Connection(encoding=None, connect_timeout=5.0, socket_timeout=30.0, **args.server)
+    """A connection (bodies as bytes) to the server of ``args``; the URL's
+    timeouts win over the defaults."""
+    kwargs: Dict[str, Any] = {"connect_timeout": 5.0, "socket_timeout": 30.0}
+    kwargs.update(args.server)
+    return Connection(encoding=None, **kwargs)
 
 
 # -- output helpers -----------------------------------------------------------
@@ -622,6 +610,86 @@ def cmd_top(conn: Connection, args: argparse.Namespace) -> int:
     return _top.run(conn, args.interval, server_name(args.server))
 
 
+WORK_HELP = """\
+Run the handler module:function (imported from the current directory or
+PYTHONPATH) over the jobs of the tubes with beanstalkc_fast.Worker: the
+handler returns -> the job is deleted; it raises -> released with a delay
+growing with the job's attempts (1, 2, 4... s, capped), buried at the
+--max-attempts-th failure; raising (or returning) beanstalkc_fast.worker.
+Release(delay) / Bury() decides explicitly. Jobs are touched while the
+handler runs (TTR heartbeat).
+
+An `async def` handler runs on the asyncio worker (--concurrency tasks);
+a plain function in --concurrency threads, or processes with --mode process.
+With --batch N the handler gets a list of up to N jobs and returns None or
+one result per job.
+
+SIGTERM or SIGINT: no new job is taken, running handlers get --grace seconds,
+then their jobs are released with their priority kept; a second signal ends
+the grace period. Exit status 0 after a stop."""
+
+
+def load_handler(spec: str) -> Callable[..., Any]:
+    """The function named by ``module:function`` (UsageError otherwise)."""
+    import importlib
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError("bad handler %r: use module:function" % (spec,))
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError("cannot import %s: %s" % (module_name, exc)) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError("%s has no %s" % (module_name, attr)) from None
+    if not callable(obj):
+        raise UsageError("%s is not callable" % (spec,))
+    return obj  # type: ignore[no-any-return]
+
+
+def cmd_work(conn: None, args: argparse.Namespace) -> int:
+    import asyncio
+    import inspect
+    import logging
+    from beanstalkc_fast.worker import RetryPolicy, Worker
+    handler = load_handler(args.handler)
+    is_async = inspect.iscoroutinefunction(handler)
+    mode = args.mode or ("asyncio" if is_async else "thread")
+    if is_async and mode != "asyncio":
+        raise UsageError("%s is an async def handler: it needs --mode asyncio" % (args.handler,))
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    retry = RetryPolicy(max_attempts=args.max_attempts, delay=args.retry_delay,
+                        max_delay=args.retry_max_delay)
+    options: Dict[str, Any] = dict(args.server)
+    host = options.pop("host", beanstalkc_fast.DEFAULT_HOST)
+    port = options.pop("port", beanstalkc_fast.DEFAULT_PORT)
+    settings = dict(tubes=args.tube or ["default"], host=host, port=port,
+                    concurrency=args.concurrency, batch=args.batch, retry=retry,
+                    grace=args.grace, reserve_timeout=args.reserve_timeout, **options)
+    try:        # bad settings (a --url option a Worker does not take): a usage error
+        if mode == "asyncio":
+            from beanstalkc_fast.asyncio import Worker as AsyncWorker
+            aworker = AsyncWorker(handler, **settings)
+        else:
+            worker = Worker(handler, mode=mode, **settings)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from None
+    if mode == "asyncio":
+        asyncio.run(aworker.run())
+        counters = aworker.counters
+    else:
+        worker.run()
+        counters = worker.counters
+    if args.json:
+        print_json(counters)
+    return 0
+
+
 # -- argument parsing and main ------------------------------------------------
 
 def describe(exc: BaseException) -> str:
@@ -649,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 beanstalkc_fast.IMPLEMENTATION)
     common = Parser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS,
-                        help="server: host:port, beanstalk://host:port or unix:///path "
+                        help="server: host:port, beanstalk://host:port[?options], "
+                             "beanstalks://host:port?ca_file=... (TLS) or unix:///path "
                              "(default: $BEANSTALK_URL or %s)" % (DEFAULT_URL,))
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output")
@@ -724,6 +793,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("top", cmd_top, "live view of the server and its tubes (q quits)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+
+    p = command("work", cmd_work, "run a handler function over the jobs of tubes (a worker)",
+                description=WORK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(connect=False)
+    p.add_argument("handler", metavar="module:function")
+    p.add_argument("--tube", action="append", metavar="TUBE",
+                   help="a tube to take jobs from (repeatable; default: default)")
+    p.add_argument("--concurrency", type=int, default=1, metavar="N",
+                   help="threads, processes or tasks, each with its own connection (default 1)")
+    p.add_argument("--mode", choices=("thread", "process", "asyncio"),
+                   help="default: asyncio for an async def handler, else thread")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="give the handler lists of up to N jobs (reserve_many)")
+    p.add_argument("--max-attempts", type=int, default=5, metavar="N",
+                   help="bury a job at its N-th failed attempt (default 5)")
+    p.add_argument("--retry-delay", type=uint_arg, default=1, metavar="SECONDS",
+                   help="release delay after the first failure, doubling (default 1)")
+    p.add_argument("--retry-max-delay", type=uint_arg, default=3600, metavar="SECONDS",
+                   help="cap of the release delay (default 3600)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                   help="time running handlers get at stop (default 30)")
+    p.add_argument("--reserve-timeout", type=int, default=1, metavar="SECONDS",
+                   help="reserve timeout of each round (default 1)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   default="info")
     return parser
 
 
@@ -741,7 +835,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     where = server_name(args.server)
     conn = None
     try:
-        conn = connect(args)
+        if getattr(args, "connect", True):
+            conn = connect(args)
         status: int = args.func(conn, args)
         sys.stdout.flush()
         return status

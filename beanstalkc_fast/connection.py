@@ -7,8 +7,6 @@ the reply into a return value or a precise exception.
 """
 
 import itertools
-import math
-import numbers
 import os
 import select
 import socket
@@ -38,9 +36,6 @@ _LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
 
 # connect_timeout not given: socket.getdefaulttimeout() when connecting
 _USE_DEFAULT: Any = object()
-_MAX_TIMEOUT = 366 * 86400.0      # longer than a year: pass None (no deadline)
-# keepalive values, seconds or probes: Linux's own upper bounds
-_KEEPALIVE_MAX = {"keepalive_idle": 32767, "keepalive_interval": 32767, "keepalive_count": 127}
 # With auto_reconnect, a connection unused for this long is checked for a
 # close the server already sent before anything is written on it.
 IDLE_CHECK_AFTER = 1.0
@@ -59,28 +54,8 @@ if hasattr(os, "register_at_fork"):
 JobOrId = Union[Job, int]
 
 
-def _check_timeout(name: str, value: Any) -> Optional[float]:
-    """``value`` (seconds) as a float, or None; ValueError for anything else."""
-    if value is None:
-        return None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        seconds = float(value)
-        if 0 < seconds <= _MAX_TIMEOUT:       # False for nan
-            return seconds
-    raise ValueError("%s must be None or a number of seconds in (0, %d], not %r"
-                     % (name, _MAX_TIMEOUT, value))
-
-
-def _check_keepalive(name: str, value: Any) -> Optional[int]:
-    """A keepalive setting as a whole number (rounded up), or None: the OS default."""
-    if value is None:
-        return None
-    maximum = _KEEPALIVE_MAX[name]
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-        if 0 < number <= maximum:
-            return math.ceil(number)
-    raise ValueError("%s must be None or a number in (0, %d], not %r" % (name, maximum, value))
+_check_timeout = _endpoint.check_timeout
+_check_keepalive = _endpoint.check_keepalive
 
 
 def _peer_gone(sock: Any) -> bool:
@@ -205,11 +180,8 @@ class Connection(Commands, YamlOption):
                           _check_keepalive("keepalive_interval", keepalive_interval),
                           _check_keepalive("keepalive_count", keepalive_count))
         self.auto_reconnect = auto_reconnect
-        self._ssl_context = _endpoint.ssl_context(ssl)
-        self.server_hostname = _endpoint.check_server_hostname(server_hostname)
-        if (self._ssl_context is not None and self._ssl_context.check_hostname
-                and unix_socket is not None and server_hostname is None):
-            raise ValueError("ssl over a unix_socket needs server_hostname= (the name to verify)")
+        self._ssl_context, self.server_hostname = _endpoint.tls_settings(
+            ssl, server_hostname, unix_socket)
         self._using = DEFAULT_TUBE_NAME
         self._watching = [DEFAULT_TUBE_NAME]
         self._core = None
@@ -322,9 +294,7 @@ class Connection(Commands, YamlOption):
             core.request(b"list-tube-used\r\n")
         except SocketError as exc:
             where = self.unix_socket or "%s:%s" % (self.host, self.port)
-            raise SocketError("TLS connection to %s failed right after the handshake (a server "
-                              "closes here when it refuses a missing or untrusted client "
-                              "certificate): %s" % (where, exc)) from exc
+            raise SocketError(_endpoint.tls_refused(where, exc)) from exc
 
     def _set_keepalive(self, sock: socket.socket) -> None:
         set_keepalive(sock, *self.keepalive)

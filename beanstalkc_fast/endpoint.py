@@ -7,13 +7,16 @@ command line all use these functions unchanged.
   the options of the query), or ``ValueError`` naming the part at fault.
 - ``connection_kwargs(endpoint, options)`` -> the keyword arguments of a
   ``Connection`` (TLS file options turned into an ``ssl.SSLContext``).
-- ``ssl_context(value)`` checks an ``ssl=`` argument; ``tls_failure``
-  explains a failed handshake; ``tls_peer_gone`` is the idle check of a TLS
-  socket.
+- ``ssl_context(value)`` checks an ``ssl=`` argument, ``tls_settings``
+  it with ``server_hostname=``; ``check_timeout`` and ``check_keepalive``
+  the other settings; ``tls_failure`` explains a failed handshake,
+  ``tls_refused`` a connection closed right after it; ``tls_peer_gone``
+  is the idle check of a TLS socket.
 """
 
 import codecs
 import math
+import numbers
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -52,6 +55,10 @@ _TLS_OPTIONS = {
 }
 
 SSLArg = Union[None, bool, ssl.SSLContext]
+
+MAX_TIMEOUT = 366 * 86400.0       # longer than a year: pass None (no deadline)
+# keepalive values, seconds or probes: Linux's own upper bounds
+KEEPALIVE_MAX = {"keepalive_idle": 32767, "keepalive_interval": 32767, "keepalive_count": 127}
 
 
 @dataclass(frozen=True)
@@ -300,6 +307,47 @@ def client_context(ca_file: Optional[str] = None, cert_file: Optional[str] = Non
     return context
 
 
+def check_timeout(name: str, value: Any) -> Optional[float]:
+    """``value`` (seconds) as a float, or None; ValueError naming ``name``
+    for anything else (<= 0, nan, inf, more than a year, a bool, a str)."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        seconds = float(value)
+        if 0 < seconds <= MAX_TIMEOUT:       # False for nan
+            return seconds
+    raise ValueError("%s must be None or a number of seconds in (0, %d], not %r"
+                     % (name, MAX_TIMEOUT, value))
+
+
+def check_keepalive(name: str, value: Any) -> Optional[int]:
+    """A keepalive setting (``keepalive_idle``, ``keepalive_interval``,
+    ``keepalive_count``) as a whole number (rounded up), or None: the OS
+    default; ValueError naming ``name`` for anything else."""
+    if value is None:
+        return None
+    maximum = KEEPALIVE_MAX[name]
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if 0 < number <= maximum:
+            return math.ceil(number)
+    raise ValueError("%s must be None or a number in (0, %d], not %r" % (name, maximum, value))
+
+
+def tls_settings(ssl_arg: Any, server_hostname: Any, unix_socket: Optional[str]
+                 ) -> Tuple[Optional[ssl.SSLContext], Optional[str]]:
+    """The checked ``ssl=`` and ``server_hostname=`` arguments of a
+    connection: (SSLContext or None, server_hostname). ValueError for a bad
+    value, and for a verifying context over a unix socket without
+    ``server_hostname`` (there is no host name to verify)."""
+    context = ssl_context(ssl_arg)
+    hostname = check_server_hostname(server_hostname)
+    if (context is not None and context.check_hostname
+            and unix_socket is not None and hostname is None):
+        raise ValueError("ssl over a unix_socket needs server_hostname= (the name to verify)")
+    return context, hostname
+
+
 def check_server_hostname(value: Any) -> Optional[str]:
     """``server_hostname`` checked: None or a non-empty str."""
     if value is None or (isinstance(value, str) and value):
@@ -320,6 +368,12 @@ def _reason(exc: BaseException) -> str:
 def tls_failure(address: str, exc: BaseException) -> str:
     """Why the TLS handshake with ``address`` failed, in one line."""
     return "TLS handshake with %s failed: %s" % (address, _reason(exc))
+
+
+def tls_refused(address: str, exc: BaseException) -> str:
+    """Why a TLS connection failed on its first round trip, in one line."""
+    return ("TLS connection to %s failed right after the handshake (a server closes here "
+            "when it refuses a missing or untrusted client certificate): %s" % (address, exc))
 
 
 def tls_peer_gone(sock: ssl.SSLSocket) -> bool:
@@ -345,5 +399,6 @@ def tls_peer_gone(sock: ssl.SSLSocket) -> bool:
 
 
 __all__ = ["Endpoint", "parse_url", "connection_kwargs", "client_context", "ssl_context",
-           "check_server_hostname", "check_tube", "tls_failure", "tls_peer_gone",
+           "check_server_hostname", "check_tube", "check_timeout", "check_keepalive",
+           "tls_settings", "tls_failure", "tls_refused", "tls_peer_gone",
            "DEFAULT_PORT", "SCHEMES", "SSLArg"]

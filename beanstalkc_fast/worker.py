@@ -26,8 +26,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set,
-                    Tuple, Union)
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
+                    Set, Tuple, Union)
 
 from ._impl import core as _core
 from .connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TUBE_NAME, Connection
@@ -355,7 +355,109 @@ def _hook(hook: Optional[Callable[..., Any]], *args: Any) -> None:
         log.exception("hook %r failed", hook)
 
 
-class _Slot:
+def check_settings(handler: Any, tubes: Iterable[str], concurrency: Any, batch: Any,
+                   reserve_timeout: Any, grace: Any, retry: Any, connection_class: Any,
+                   address: Tuple[Any, ...], connection_options: Dict[str, Any]) -> List[str]:
+    """Check a worker's settings (any front end; ``connection_class`` takes
+    ``*address, **connection_options``); the tube names, deduplicated."""
+    if not callable(handler):
+        raise TypeError("handler must be callable, not %s" % type(handler).__name__)
+    if isinstance(tubes, (str, bytes)):
+        raise TypeError("tubes must be a list of tube names, not a single %s"
+                        % type(tubes).__name__)
+    names: List[str] = []
+    for tube in tubes:
+        if not isinstance(tube, str):
+            raise TypeError("tube name must be str, not %s" % type(tube).__name__)
+        _core.check_name(tube)
+        if tube not in names:
+            names.append(tube)
+    if not names:
+        raise ValueError("tubes must name at least one tube")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError("concurrency must be an int >= 1, got %r" % (concurrency,))
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)
+                              or batch < 1):
+        raise ValueError("batch must be None or an int >= 1, got %r" % (batch,))
+    if isinstance(reserve_timeout, bool) or not isinstance(reserve_timeout, int) \
+            or reserve_timeout < 1:
+        raise ValueError("reserve_timeout must be an int >= 1 (seconds), got %r"
+                         % (reserve_timeout,))
+    if not isinstance(grace, (int, float)) or grace < 0:
+        raise ValueError("grace must be a number of seconds >= 0, got %r" % (grace,))
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError("retry must be a RetryPolicy, not %s" % type(retry).__name__)
+    for option, why in _REFUSED_OPTIONS.items():
+        if option in connection_options:
+            raise TypeError("a Worker does not take %s: %s" % (option, why))
+    import inspect              # here: the package import stays light
+    try:
+        inspect.signature(connection_class).bind(*address, **connection_options)
+    except TypeError as exc:
+        raise TypeError("bad connection option: %s" % (exc,)) from None
+    return names
+
+
+class _SlotBase:
+    """What every front end's slot shares (no IO): counting, and recording
+    the outcome of a job once settled. ``worker`` has ``ledger``, ``retry``,
+    ``on_outcome`` and ``_counters``."""
+
+    def __init__(self, worker: Any, row: int) -> None:
+        self.worker = worker
+        self.row = row
+        self.counts = worker._counters.array          # this slot's row of it
+        self.base = row * len(COUNTERS)
+
+    def count(self, counter: int, n: int = 1) -> None:
+        self.counts[self.base + counter] += n
+
+    def _failure(self, job: Job, stats: Optional[Mapping[str, Any]],
+                 error: BaseException) -> Outcome:
+        """The outcome of a failed attempt, from the job's stats-job (None: the
+        job is no longer this worker's), logged once with the job id."""
+        if stats is None:
+            return Outcome(LOST, error=error)
+        retry: RetryPolicy = self.worker.retry
+        outcome = retry.after_failure(int(stats["releases"]), int(stats["pri"]), error)
+        if outcome.action == BURY:
+            log.error("job %d failed (attempt %d of %d), burying it", job.jid, outcome.attempt,
+                      retry.max_attempts, exc_info=error)
+        else:
+            log.warning("job %d failed (attempt %d of %d), retrying in %d s", job.jid,
+                        outcome.attempt, retry.max_attempts, outcome.delay, exc_info=error)
+        return outcome
+
+    def _record(self, jobs: List[Job], outcomes: List[Outcome], replies: List[Any]) -> None:
+        """The server's replies (None, or the exception) to the outcomes sent
+        for ``jobs``, in order (fewer replies: only those are recorded)."""
+        for job, o, reply in zip(jobs, outcomes, replies):
+            if reply is not None:
+                if not isinstance(reply, NotFound):
+                    log.error("job %d: %s failed: %r", job.jid, o.action, reply)
+                o = Outcome(LOST, error=o.error)
+            job.reserved = False
+            self._done(job, o)
+
+    def _done(self, job: Job, outcome: Outcome) -> None:
+        """The job is settled: count it, forget it, tell the hook."""
+        self.worker.ledger.end(job.jid)
+        action = outcome.action
+        if action == DELETE or action == HANDLED:
+            self.count(PROCESSED)
+        elif action == RELEASE:
+            self.count(RETRIED if outcome.error is not None else RELEASED)
+        elif action == BURY:
+            self.count(BURIED)
+        elif action == LOST:
+            self.count(LOST_)
+            log.warning("job %d was lost before it could be settled (TTR ran out, or the "
+                        "server restarted)", job.jid)
+        if self.worker.on_outcome is not None:
+            _hook(self.worker.on_outcome, job, outcome)
+
+
+class _Slot(_SlotBase):
     """One worker thread with its own connection.
 
     The thread holds ``lock`` whenever it uses its connection and releases it
@@ -365,23 +467,17 @@ class _Slot:
     release them: one thread at a time on the connection, always."""
 
     def __init__(self, worker: "Worker", row: int) -> None:
-        self.worker = worker
-        self.row = row
+        super().__init__(worker, row)
         self.lock = threading.Lock()
         self.conn: Optional[Connection] = None
         self.broken = False
         self.held: Optional[Tuple[List[Job], float]] = None     # in the handler, since
         self.heartbeat: Optional[Heartbeat] = None              # the supervisor's
-        self.counts = worker._counters.array          # this slot's row of it
-        self.base = row * len(COUNTERS)
         self.abandoned = False
         self.waiting = False                    # in reserve
         self.interrupted = False
         self.thread = threading.Thread(target=self.run, daemon=True,
                                        name="beanstalkc_fast-worker-%d" % row)
-
-    def count(self, counter: int, n: int = 1) -> None:
-        self.counts[self.base + counter] += n
 
     # -- the thread ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -615,16 +711,8 @@ class _Slot:
         try:
             stats = conn.stats_job(job.jid)
         except NotFound:
-            return Outcome(LOST, error=error)
-        retry = self.worker.retry
-        outcome = retry.after_failure(int(stats["releases"]), int(stats["pri"]), error)
-        if outcome.action == BURY:
-            log.error("job %d failed (attempt %d of %d), burying it", job.jid, outcome.attempt,
-                      retry.max_attempts, exc_info=error)
-        else:
-            log.warning("job %d failed (attempt %d of %d), retrying in %d s", job.jid,
-                        outcome.attempt, retry.max_attempts, outcome.delay, exc_info=error)
-        return outcome
+            stats = None
+        return self._failure(job, stats, error)
 
     def _apply(self, jobs: List[Job], outcomes: List[Outcome]) -> None:
         """Send every outcome (one pipelined batch); record what the server
@@ -679,34 +767,6 @@ class _Slot:
                 self.worker.ledger.unconfirmed(job.jid, o)
             raise
         self._record([job for job, _ in todo], [o for _, o in todo], replies)
-
-    def _record(self, jobs: List[Job], outcomes: List[Outcome], replies: List[Any]) -> None:
-        """The server's replies (None, or the exception) to the outcomes sent
-        for ``jobs``, in order (fewer replies: only those are recorded)."""
-        for job, o, reply in zip(jobs, outcomes, replies):
-            if reply is not None:
-                if not isinstance(reply, NotFound):
-                    log.error("job %d: %s failed: %r", job.jid, o.action, reply)
-                o = Outcome(LOST, error=o.error)
-            job.reserved = False
-            self._done(job, o)
-
-    def _done(self, job: Job, outcome: Outcome) -> None:
-        """The job is settled: count it, forget it, tell the hook."""
-        self.worker.ledger.end(job.jid)
-        action = outcome.action
-        if action == DELETE or action == HANDLED:
-            self.count(PROCESSED)
-        elif action == RELEASE:
-            self.count(RETRIED if outcome.error is not None else RELEASED)
-        elif action == BURY:
-            self.count(BURIED)
-        elif action == LOST:
-            self.count(LOST_)
-            log.warning("job %d was lost before it could be settled (TTR ran out, or the "
-                        "server restarted)", job.jid)
-        if self.worker.on_outcome is not None:
-            _hook(self.worker.on_outcome, job, outcome)
 
     # -- the supervisor's side (another thread) --------------------------------------------------
     def beat(self, now: float) -> None:
@@ -845,43 +905,10 @@ class Worker:
                  on_outcome: Optional[Callable[[Job, Outcome], Any]] = None,
                  heartbeat_margin: float = 5.0, mp_context: Optional[str] = None,
                  **connection_options: Any) -> None:
-        if not callable(handler):
-            raise TypeError("handler must be callable, not %s" % type(handler).__name__)
-        if isinstance(tubes, (str, bytes)):
-            raise TypeError("tubes must be a list of tube names, not a single %s"
-                            % type(tubes).__name__)
-        names = []
-        for tube in tubes:
-            if not isinstance(tube, str):
-                raise TypeError("tube name must be str, not %s" % type(tube).__name__)
-            _core.check_name(tube)
-            if tube not in names:
-                names.append(tube)
-        if not names:
-            raise ValueError("tubes must name at least one tube")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError("concurrency must be an int >= 1, got %r" % (concurrency,))
         if mode not in ("thread", "process"):
             raise ValueError("mode must be 'thread' or 'process', got %r" % (mode,))
-        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)
-                                  or batch < 1):
-            raise ValueError("batch must be None or an int >= 1, got %r" % (batch,))
-        if isinstance(reserve_timeout, bool) or not isinstance(reserve_timeout, int) \
-                or reserve_timeout < 1:
-            raise ValueError("reserve_timeout must be an int >= 1 (seconds), got %r"
-                             % (reserve_timeout,))
-        if not isinstance(grace, (int, float)) or grace < 0:
-            raise ValueError("grace must be a number of seconds >= 0, got %r" % (grace,))
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError("retry must be a RetryPolicy, not %s" % type(retry).__name__)
-        for option, why in _REFUSED_OPTIONS.items():
-            if option in connection_options:
-                raise TypeError("Worker does not take %s: %s" % (option, why))
-        import inspect              # here: the package import stays light
-        try:
-            inspect.signature(Connection).bind(host, port, **connection_options)
-        except TypeError as exc:
-            raise TypeError("bad connection option: %s" % (exc,)) from None
+        names = check_settings(handler, tubes, concurrency, batch, reserve_timeout, grace, retry,
+                               Connection, (host, port), connection_options)
         self.handler = handler
         self.tubes = names
         self.host = host

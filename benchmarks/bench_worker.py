@@ -1,5 +1,6 @@
 """Overhead of beanstalkc_fast.Worker: a trivial handler through the Worker
-(single and batch mode, one thread) against the hand-written loops it replaces,
+(single and batch mode, one thread; and the asyncio Worker, one task) against
+the hand-written loops it replaces,
 per core, with the ratio; the project's C reference client (benchmarks/refclient.c) as the
 reference when it builds.
 
@@ -11,6 +12,10 @@ Rows:
           vs ``Worker(handler)`` (C: refclient ``resdel``, reserve-with-timeout 0 + delete)
   batch   hand-written ``jobs = conn.reserve_many(512, timeout=1); conn.delete_many(jobs)``
           vs ``Worker(handler, batch=512)`` (C: refclient ``pres``, pipelined)
+  asyncio single / asyncio batch
+          the same loops written with ``beanstalkc_fast.asyncio`` (``await``)
+          vs ``beanstalkc_fast.asyncio.Worker`` with an ``async def`` handler
+          (one task, the default asyncio event loop)
 
 Starts its own beanstalkd on a free loopback port and stops it by PID. Every
 measurement runs in its own subprocess on a fresh, prefilled tube (prefill
@@ -37,8 +42,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 512
-KINDS = {"single": ("loop", "worker"), "batch": ("batchloop", "batchworker")}
+KINDS = {"single": ("loop", "worker"), "batch": ("batchloop", "batchworker"),
+         "asyncio single": ("aloop", "aworker"), "asyncio batch": ("abatchloop", "abatchworker")}
 C_WORKLOAD = {"single": "resdel", "batch": "pres"}
+C_KIND = {"asyncio single": "single", "asyncio batch": "batch"}      # the same C row
 
 
 def _cpu():
@@ -59,7 +66,10 @@ def measure(port, workload, n):
         producer.put_many([b"x" * 100] * min(50000, n - start))
     producer.close()
 
-    if workload in ("loop", "batchloop"):
+    if workload.startswith("a"):
+        import asyncio
+        t0, c0, t1, c1 = asyncio.run(measure_async(port, tube, workload, n))
+    elif workload in ("loop", "batchloop"):
         conn = Connection("127.0.0.1", port)
         conn.watch(tube)
         conn.ignore("default")
@@ -105,6 +115,55 @@ def measure(port, workload, n):
             raise SystemExit("worker processed %d of %d" % (worker.counters["processed"], n))
     print(json.dumps({"impl": beanstalkc_fast.IMPLEMENTATION, "n": n,
                       "ops_per_s": n / (t1 - t0), "cpu_us_per_op": (c1 - c0) / n * 1e6}))
+
+
+async def measure_async(port, tube, workload, n):
+    """The asyncio workloads; (t0, cpu0, t1, cpu1)."""
+    import beanstalkc_fast.asyncio as bsa
+
+    if workload in ("aloop", "abatchloop"):
+        conn = await bsa.connect("127.0.0.1", port)
+        await conn.watch(tube)
+        await conn.ignore("default")
+        c0, t0 = _cpu(), time.perf_counter()
+        if workload == "aloop":
+            for _ in range(n):
+                job = await conn.reserve(timeout=1)
+                await conn.delete(job.jid)
+        else:
+            left = n
+            while left:
+                jobs = await conn.reserve_many(min(BATCH, left), timeout=1)
+                await conn.delete_many(jobs)
+                left -= len(jobs)
+        t1, c1 = time.perf_counter(), _cpu()
+        await conn.close()
+        return t0, c0, t1, c1
+    count = [0]
+    end = [0.0, 0.0]
+
+    def finish():
+        end[:] = [time.perf_counter(), _cpu()]
+        worker.stop()
+
+    if workload == "aworker":
+        async def handler(job):
+            count[0] += 1
+            if count[0] == n:
+                finish()
+        worker = bsa.Worker(handler, [tube], host="127.0.0.1", port=port, install_signals=False)
+    else:
+        async def handler(jobs):
+            count[0] += len(jobs)
+            if count[0] >= n:
+                finish()
+        worker = bsa.Worker(handler, [tube], host="127.0.0.1", port=port, batch=BATCH,
+                            install_signals=False)
+    c0, t0 = _cpu(), time.perf_counter()
+    await worker.run()
+    if worker.counters["processed"] != n:
+        raise SystemExit("worker processed %d of %d" % (worker.counters["processed"], n))
+    return t0, c0, end[0], end[1]
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -207,7 +266,8 @@ def main():
     if args.quick:
         args.jobs, args.batch_jobs, args.repeat = 2000, 20000, 1
     cores = [c for c in args.cores.split(",") if c]
-    sizes = {"single": args.jobs, "batch": args.batch_jobs}
+    sizes = {"single": args.jobs, "batch": args.batch_jobs, "asyncio single": args.jobs,
+             "asyncio batch": args.batch_jobs}
     proc, port = start_server()
     results = {}
     try:
@@ -215,7 +275,7 @@ def main():
             limit = build_limit(tmp)
             for rep in range(args.repeat):
                 for kind, workloads in KINDS.items():
-                    if limit:
+                    if limit and not kind.startswith("asyncio"):
                         r = measure_c(limit, port, kind, sizes[kind])
                         results.setdefault(("C", kind, "loop"), []).append(r)
                     for core in cores:
@@ -238,7 +298,7 @@ def main():
             wo = median(results.get((core, kind, work), []), "ops_per_s")
             lc = median(results.get((core, kind, loop), []), "cpu_us_per_op")
             wc = median(results.get((core, kind, work), []), "cpu_us_per_op")
-            c = median(results.get(("C", kind, "loop"), []), "ops_per_s")
+            c = median(results.get(("C", C_KIND.get(kind, kind), "loop"), []), "ops_per_s")
             fmt = lambda v, f="%.0f": "-" if v is None else f % v  # noqa: E731
             ratio = "%.2f" % (wo / lo) if lo and wo else "-"
             print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (

@@ -34,6 +34,8 @@ nitpick_ignore = [
     ("py:class", "beanstalkc_fast.commands.Commands"),
     ("py:class", "beanstalkc_fast.commands.YamlOption"),
     ("py:class", "beanstalkc_fast.commands.PipelineCommands"),
+    # the asyncio Connection's ssl= (no intersphinx)
+    ("py:class", "ssl.SSLContext"),
 ]
 # "Connection" in a type hint names the sync and the asyncio class alike; Sphinx would call that an
 # ambiguous cross-reference (ref.python) although both targets are documented.

@@ -260,6 +260,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.server)
 
 
+# -- TLS: a real stunnel (tests/tls_support.py) ----------------------------------
+
+@pytest.fixture(scope="session")
+def tunnel(server):
+    """stunnel on free ports in front of ``server`` (see tls_support.run_tunnel);
+    stopped by PID at the end of the session."""
+    from tls_support import run_tunnel
+    yield from run_tunnel(server)
+
+
 # -- asyncio: both cores × both loops ----------------------------------------------
 
 @pytest.fixture(params=["asyncio", "uvloop"], ids=["asyncio-loop", "uvloop"])

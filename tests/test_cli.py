@@ -526,18 +526,42 @@ def test_top_server_gone_exits_3_and_restores_terminal(cli):
     ("[::1]:11301", {"host": "::1", "port": 11301}),
     ("beanstalk://[::1]", {"host": "::1", "port": 11300}),
     ("unix:///run/beanstalkd.sock", {"unix_socket": "/run/beanstalkd.sock"}),
+    ("beanstalk://h:7?socket_timeout=2.5&auto_reconnect=yes",
+     {"host": "h", "port": 7, "socket_timeout": 2.5, "auto_reconnect": True}),
+    ("h?connect_timeout=none", {"host": "h", "port": 11300, "connect_timeout": None}),
 ])
 def test_parse_url(url, kwargs):
     from beanstalkc_fast.cli import parse_url
     assert parse_url(url) == kwargs
 
 
-@pytest.mark.parametrize("url", ["", "ftp://x:1", "host:0", "host:65536", "host:http", "[::1",
-                                 "unix://relative/path", ":11300", "[::1]x"])
-def test_parse_url_rejects(url):
+def test_parse_url_beanstalks():
+    import ssl
+    from beanstalkc_fast.cli import parse_url
+    kwargs = parse_url("beanstalks://127.0.0.1:1?server_hostname=localhost")
+    assert isinstance(kwargs.pop("ssl"), ssl.SSLContext)
+    assert kwargs == {"host": "127.0.0.1", "port": 1, "server_hostname": "localhost"}
+
+
+@pytest.mark.parametrize("url, message", [
+    ("", "host is missing"), ("ftp://x:1", "scheme"), ("host:0", "port"), ("host:65536", "port"),
+    ("host:http", "port"), ("[::1", "malformed"), ("unix://relative/path", "unix"),
+    (":11300", "host is missing"), ("[::1]x", "IPv6"), ("h/tube", "tubes as arguments"),
+    ("h?encoding=latin-1", "encoding has no meaning"), ("h?nope=1", "unknown"),
+    ("beanstalks://h?ca_file=/nonexistent.pem", "ca_file"),
+    ("beanstalk://h?ca_file=/x.pem", "beanstalks")])
+def test_parse_url_rejects(url, message):
     from beanstalkc_fast.cli import UsageError, parse_url
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=message):
         parse_url(url)
+
+
+def test_tls_url(cli, tunnel):
+    base = "beanstalks://localhost:%d" % tunnel.ports["valid"]
+    res = cli("--json", "tubes", url=base + "?ca_file=" + tunnel.path("ca.pem"))
+    assert "default" in [row["tube"] for row in res.json()]
+    res = cli("tubes", url=base, rc=3)                       # the system CAs do not trust it
+    assert "certificate verify failed" in res.err
 
 
 def test_table_fits_and_aligns():
