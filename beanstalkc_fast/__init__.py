@@ -7,35 +7,9 @@ Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin (``0``, ``false``,
 ``no`` or empty do not: read like setup.py reads its flags).
 """
 
-import os as _os
-
-from ._interface import CoreModule as _CoreModule
-
 __version__ = "0.1.0"
 
-
-def _flag(name: str) -> bool:
-    return _os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
-# mypy checks that _pyprotocol provides everything a CoreModule promises
-# (tests/test_interface.py checks both cores at run time)
-_core: _CoreModule
-if _flag("BEANSTALKC_FAST_PUREPYTHON"):
-    from . import _pyprotocol
-    _core = _pyprotocol
-    IMPLEMENTATION = "python"
-else:
-    try:
-        from . import _protocol  # type: ignore[attr-defined]
-        _core = _protocol
-        IMPLEMENTATION = "cython"
-    except ImportError:
-        if _flag("BEANSTALKC_FAST_REQUIRE_EXTENSION"):
-            raise
-        from . import _pyprotocol
-        _core = _pyprotocol
-        IMPLEMENTATION = "python"
+from ._impl import IMPLEMENTATION, core as _core  # noqa: E402,F401
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
                          DEFAULT_TTR, DEFAULT_TUBE_NAME, Connection, Pipeline, from_url)

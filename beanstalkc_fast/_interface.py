@@ -28,6 +28,11 @@ class CoreConnection(Protocol):
         legitimately wait before answering (None: indefinitely)."""
         ...
 
+    def execute(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
+        """Send one command for ``conn`` and return its result as ``cmd`` (a
+        ``commands.Command``) defines it; the fast path of the front ends."""
+        ...
+
     def pipeline(self, commands: Iterable[bytes], results: List[Reply],
                  window: int = 512, max_bytes: int = 1 << 18) -> None:
         """Send ``commands``, appending each reply to ``results`` in order."""
@@ -37,6 +42,33 @@ class CoreConnection(Protocol):
         """Close the socket; the core stays broken (``broken`` = ``reason``
         unless it already was). ``quit``: first send ``quit`` on a healthy
         idle connection. Safe from another thread."""
+        ...
+
+
+class ReplyReader(Protocol):
+    """The sans-IO reply reader (``Reader(...)``): owns the read buffer, turns
+    received bytes into complete replies, does no IO."""
+
+    max_body: int
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Writable free space after the unread bytes (at least one byte)."""
+        ...
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last ``get_buffer()``."""
+        ...
+
+    def feed(self, data: bytes) -> None:
+        """Copy ``data`` into the buffer."""
+        ...
+
+    def next_reply(self) -> Optional[Reply]:
+        """The next complete reply, or None when more bytes are needed."""
+        ...
+
+    def pending(self) -> int:
+        """Bytes received but not yet returned as part of a reply."""
         ...
 
 
@@ -53,6 +85,10 @@ class CoreModule(Protocol):
     def Core(self, sock: socket.socket, timeout: Optional[float] = None,
              max_body: int = ...) -> CoreConnection:
         """A core owning ``sock`` (made blocking; timeouts set in the kernel)."""
+        ...
+
+    def Reader(self, max_body: int = ...) -> ReplyReader:
+        """A sans-IO reply reader (the one a Core parses with)."""
         ...
 
     def check_uint(self, name: str, value: Any, maximum: int = ...) -> int:

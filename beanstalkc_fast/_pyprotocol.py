@@ -6,95 +6,24 @@ own buffer (bodies by their announced length) and hands back parsed parts.
 After any failure mid-reply it marks itself broken and refuses further use.
 """
 
-import decimal
-import math
-import numbers
 import os
 import socket
-import ssl
-import struct
-import sys
 from typing import Any, FrozenSet, Iterable, List, Optional, Tuple
 
-from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
-                     UnexpectedResponse)
+from .errors import SocketError, UnexpectedResponse
 
-MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
-MAX_BODY = 1 << 30            # beanstalkd's own ceiling for -z
-MAX_UINT32 = (1 << 32) - 1
-MAX_UINT64 = (1 << 64) - 1
-READ_CHUNK = 1 << 16
-WRITE_CHUNK = 1 << 18
-NAME_CHARS = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()")
+# what both cores share (limits, name and number rules, socket helpers, value
+# typing) lives in _shared; re-exported here as this core's module interface
+from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,  # noqa: F401
+                      MAX_TIMEOUT, MAX_UINT32, MAX_UINT64, MIN_TIMEOUT, NAME_CHARS, READ_CHUNK,
+                      SEND_FLAGS, WRITE_CHUNK, Reply, _clamp, _prepare, _scalar, _send_all,
+                      _set_timeout, _truncate, check_name, check_uint, encode_body,
+                      failure, note_lost_reply, refusal, run_window, say_quit, send_flags,
+                      wake)
 
-# reply status -> shape: 0 no argument, 1 one integer, 2 optional integer,
-# 3 id + body, 4 body only, 5 a name
-_SHAPES = {
-    "INSERTED": 1, "BURIED": 2, "WATCHING": 1, "KICKED": 2, "USING": 5,
-    "RESERVED": 3, "FOUND": 3, "OK": 4,
-    "DEADLINE_SOON": 0, "TIMED_OUT": 0, "DELETED": 0, "NOT_FOUND": 0,
-    "RELEASED": 0, "TOUCHED": 0, "NOT_IGNORED": 0, "PAUSED": 0,
-    "EXPECTED_CRLF": 0, "JOB_TOO_BIG": 0, "DRAINING": 0, "OUT_OF_MEMORY": 0,
-    "INTERNAL_ERROR": 0, "BAD_FORMAT": 0, "UNKNOWN_COMMAND": 0,
-}
-
-Reply = Tuple[str, Any, Optional[bytes]]
-
-
-def check_uint(name: str, value: Any, maximum: int = MAX_UINT32) -> int:
-    """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError.
-
-    An int, or a finite real number (float, Fraction, Decimal, numpy scalars)
-    truncated toward zero, which is what beanstalkc's ``%d`` sent: 2.9 -> 2,
-    -0.5 -> 0. The range is checked after truncation. bool is refused (a
-    flag passed as a job id would name job 1), so are str, None, NaN, infinity.
-    """
-    number: int = value if type(value) is int else _truncate(name, value)
-    if number < 0 or number > maximum:
-        raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, number))
-    return number
-
-
-def _truncate(name: str, value: Any) -> int:
-    """A real number (not bool) truncated toward zero, else TypeError/ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
-        raise TypeError("%s must be a number, not %s" % (name, type(value).__name__))
-    try:
-        return int(math.trunc(value))
-    except (ValueError, OverflowError, ArithmeticError):
-        raise ValueError("%s must be a finite number, got %r" % (name, value)) from None
-
-
-def check_name(name: Any) -> bytes:
-    """A tube name as bytes, checked against the protocol's rules."""
-    if isinstance(name, str):
-        try:
-            raw = name.encode("ascii")
-        except UnicodeEncodeError:
-            raise ValueError("tube name must be ASCII: %r" % (name,)) from None
-    elif isinstance(name, bytes):
-        raw = name
-    else:
-        raise TypeError("tube name must be str, not %s" % type(name).__name__)
-    if not 1 <= len(raw) <= 200:
-        raise ValueError("tube name must be 1..200 bytes: %r" % (name,))
-    if raw[0] == 45 or not NAME_CHARS.issuperset(raw):   # 45 == ord("-")
-        raise ValueError("invalid tube name: %r" % (name,))
-    return raw
-
-
-def encode_body(body: Any, encoding: Optional[str]) -> bytes:
-    """A job body as bytes: str encoded, bytes-like as is, else TypeError."""
-    if type(body) is bytes:
-        return body
-    if isinstance(body, str):
-        if encoding is None:
-            raise BodyTypeError("job body must be bytes when encoding is None, not str")
-        return body.encode(encoding)
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body)
-    raise BodyTypeError("job body must be str or bytes, not %s" % type(body).__name__)
+__all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
+           "NAME_CHARS", "Core", "Reader", "check_uint", "check_name", "encode_body",
+           "encode_id", "encode_put", "parse_yaml", "parse_head", "send_flags"]
 
 
 def encode_id(verb: bytes, jid: Any) -> bytes:
@@ -111,69 +40,6 @@ def encode_put(body: Any, priority: Any, delay: Any, ttr: Any,
         check_uint("ttr", ttr), len(data), data)
 
 
-MIN_TIMEOUT = 1e-6            # a positive timeout never rounds down to "forever"
-MAX_TIMEOUT = 2e6             # ~23 days; longer ones are clamped (poll() takes int ms)
-SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)    # EPIPE, never SIGPIPE
-_UNSET = object()             # no timeout applied to the socket yet
-
-
-def _clamp(seconds: Optional[float]) -> Optional[float]:
-    """A timeout the OS can express: None stays None (forever), anything
-    else lies in MIN_TIMEOUT..MAX_TIMEOUT."""
-    if seconds is None:
-        return None
-    if not seconds > MIN_TIMEOUT:          # also NaN: never "forever"
-        return MIN_TIMEOUT
-    return min(float(seconds), MAX_TIMEOUT)
-
-
-def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
-    """Kernel-side send/receive timeouts on a blocking socket (None: wait
-    forever), rounded up to what the kernel can express."""
-    seconds = _clamp(seconds)
-    if seconds is None:
-        whole = usec = 0                   # 0 means "no timeout" to the kernel
-    else:
-        whole = int(seconds)
-        usec = max(math.ceil((seconds - whole) * 1e6), 1 if whole == 0 else 0)
-        if usec >= 1000000:
-            whole, usec = whole + 1, 0
-    if sys.platform == "win32":
-        packed = struct.pack("I", whole * 1000 + math.ceil(usec / 1000))
-    else:
-        packed = struct.pack("ll", whole, usec)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
-
-
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-
-
-def send_flags(sock: Any, extra: int = 0) -> int:
-    """The flags for ``sock.send``: none on a TLS socket (``ssl.SSLSocket``
-    refuses any), else MSG_NOSIGNAL and ``extra``."""
-    return 0 if isinstance(sock, ssl.SSLSocket) else SEND_FLAGS | extra
-
-
-def _send_all(sock: Any, data: bytes) -> None:
-    """Send all of ``data`` through the socket object; its timeout bounds each
-    wait for buffer room, not the whole transfer (as SO_SNDTIMEO does)."""
-    view = memoryview(data)
-    flags = send_flags(sock)
-    while view:
-        view = view[sock.send(view, flags):]
-
-
-def _prepare(sock: Any) -> None:
-    """Make ``sock`` blocking and never raise SIGPIPE where a flag cannot."""
-    sock.settimeout(None)
-    if hasattr(socket, "SO_NOSIGPIPE"):    # BSD and macOS have no MSG_NOSIGNAL
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_NOSIGPIPE, 1)
-        except (OSError, AttributeError):
-            pass
-
-
 class Core:
     """One connection's socket, read buffer and reply parser.
 
@@ -187,18 +53,23 @@ class Core:
         _prepare(sock)
         self.sock = sock
         self.timeout = timeout
-        self.max_body = max_body
+        self._reader = Reader(max_body)    # the read buffer and the reply parser
         self.broken: Optional[str] = None
         self._busy = False
         self._closing = False              # close() was called
         self._released = False             # the socket is closed
         self._pid = os.getpid()
         self._current: Any = _UNSET        # timeout now in force on the socket
-        self._buf = bytearray(READ_CHUNK)
-        self._view = memoryview(self._buf)
-        self._pos = 0
-        self._end = 0
         self._apply_timeout(timeout)
+
+    @property
+    def max_body(self) -> int:
+        """The largest reply body accepted (the reader's limit)."""
+        return self._reader.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self._reader.max_body = value
 
     # -- timeouts -----------------------------------------------------------
     def _apply_timeout(self, seconds: Optional[float]) -> None:
@@ -223,11 +94,8 @@ class Core:
 
     # -- entry and exit -----------------------------------------------------
     def _enter(self) -> None:
-        if self.broken is not None:
-            raise ConnectionBroken("connection is broken (%s); call reconnect()" % self.broken)
-        if self._busy:
-            raise ConcurrentUseError(
-                "connection used by two threads at once; use one Connection per thread")
+        if self.broken is not None or self._busy:
+            raise refusal(self.broken)
         self._busy = True
 
     def _leave(self) -> None:
@@ -239,23 +107,10 @@ class Core:
         """Mark broken and close the socket (so the server frees this
         connection's reservations now); the exception to raise in place of ``exc``."""
         self._release()
-        if self._closing and isinstance(exc, (OSError, SocketError)):
-            err = SocketError("connection closed by close() while in use")
-            err.__cause__ = exc
-            return err
-        if isinstance(exc, SocketError):
-            self.broken = str(exc)
-            return exc
-        if isinstance(exc, UnexpectedResponse):
-            self.broken = "unexpected response: %s" % (exc,)
-            return exc
-        if isinstance(exc, OSError):
-            self.broken = "socket error: %s" % (exc,)
-            err = SocketError(self.broken)
-            err.__cause__ = exc
-            return err
-        self.broken = "interrupted: %r" % (exc,)
-        return exc
+        reason, err = failure(exc, self._closing)
+        if reason is not None:
+            self.broken = reason
+        return err
 
     def _release(self) -> None:
         """Close the socket once; its descriptor is never used again."""
@@ -275,16 +130,10 @@ class Core:
         if self.broken is None:
             self.broken = reason
             if quit and not self._busy:
-                try:
-                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
-                except OSError:
-                    pass
+                say_quit(self.sock)
         self._closing = True
         if self._busy and self._pid == os.getpid():
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)   # wakes a blocked recv
-            except OSError:
-                pass
+            wake(self.sock)                    # the blocked call releases the socket
         else:
             self._release()
 
@@ -305,6 +154,20 @@ class Core:
         finally:
             self._leave()
 
+    def execute(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
+        """Send one command for ``conn`` and return its result as ``cmd`` (a
+        ``commands.Command``) defines it; a SocketError says what the lost
+        reply leaves unknown."""
+        try:
+            if cmd.wait:
+                status, value, body = self.request(data, cmd.extra(arg))
+            else:
+                status, value, body = self.request(data)
+        except SocketError as exc:
+            note_lost_reply(exc, cmd.lost)
+            raise
+        return cmd.finish(status, value, body, conn, arg)
+
     # -- many commands ----------------------------------------------------------
     def pipeline(self, commands: Iterable[bytes], results: List[Reply],
                  window: int = 512, max_bytes: int = WRITE_CHUNK) -> None:
@@ -323,51 +186,8 @@ class Core:
         self._enter()
         try:
             self._apply_timeout(self.timeout)
-            it = iter(commands)
-            sizes = [0] * window          # ring: size of each unanswered command
-            sent = done = inflight = 0
-            pending: Optional[bytes] = None
-            exhausted = False
-            out: List[bytes] = []
-            deferred: Optional[Exception] = None
-            while True:
-                if (not exhausted and sent - done <= window // 2
-                        and inflight <= max_bytes // 2):
-                    while sent - done < window:
-                        if pending is None:
-                            try:
-                                pending = next(it, None)
-                            except Exception as exc:
-                                deferred = exc
-                                while out:
-                                    out.pop()
-                                    sent -= 1
-                                    inflight -= sizes[sent % window]
-                            if pending is None:
-                                exhausted = True
-                                break
-                        size = len(pending)
-                        if sent > done and inflight + size > max_bytes:
-                            break
-                        out.append(pending)
-                        sizes[sent % window] = size
-                        inflight += size
-                        sent += 1
-                        pending = None
-                    if out:
-                        self._send(b"".join(out))
-                        out.clear()
-                if done == sent:
-                    if exhausted:
-                        break
-                    continue
-                results.append(self._read_reply())
-                inflight -= sizes[done % window]
-                done += 1
-                while done < sent and self._pos < self._end:
-                    results.append(self._read_reply())
-                    inflight -= sizes[done % window]
-                    done += 1
+            deferred = run_window(self._send, self._read_reply, self._reader.pending,
+                                  commands, results, window, max_bytes)
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
         finally:
@@ -376,111 +196,21 @@ class Core:
             raise deferred
 
     # -- reading ------------------------------------------------------------------
-    def _fill(self, need: int) -> None:
-        """Make at least ``need`` unread bytes available, contiguously."""
-        while self._end - self._pos < need:
-            have = self._end - self._pos
-            size = len(self._buf)
-            if self._pos and size - self._pos < need:
-                self._buf[:have] = self._buf[self._pos:self._end]
-                self._pos, self._end = 0, have
-            if self._end == size:
-                # grow by doubling at most: a lying length costs no more
-                # memory than twice what the peer really sent
-                self._view.release()
-                self._buf.extend(bytes(min(size, need - have)))
-                self._view = memoryview(self._buf)
-            n = self._recv_into(self._view[self._end:])
+    def _read_reply(self) -> Reply:
+        """One reply, receiving straight into the reader's buffer until it is complete."""
+        reader = self._reader
+        while True:
+            reply = reader.next_reply()
+            if reply is not None:
+                return reply
+            view = reader.get_buffer()
+            try:
+                n = self._recv_into(view)
+            finally:
+                view.release()
             if n == 0:
                 raise SocketError("connection closed by the server")
-            self._end += n
-
-    def _read_line(self) -> bytes:
-        while True:
-            eol = self._buf.find(b"\n", self._pos, self._end)
-            if eol >= 0:
-                if eol == self._pos or self._buf[eol - 1] != 13:
-                    raise UnexpectedResponse("reply line not ended by CRLF")
-                line = bytes(self._buf[self._pos:eol - 1])
-                self._pos = eol + 1
-                return line
-            have = self._end - self._pos
-            if have > MAX_LINE:
-                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
-            self._fill(have + 1)
-
-    def _read_body(self, length: int) -> bytes:
-        if length > self.max_body:
-            raise UnexpectedResponse("reply body of %d bytes exceeds %d" % (length, self.max_body))
-        self._fill(length + 2)
-        end = self._pos + length
-        if self._buf[end:end + 2] != b"\r\n":
-            raise UnexpectedResponse("reply body not followed by CRLF")
-        body = bytes(self._buf[self._pos:end])
-        self._pos = end + 2
-        if self._pos == self._end:
-            self._pos = self._end = 0
-            if len(self._buf) > 4 * READ_CHUNK:      # give back a body-sized buffer
-                self._view.release()
-                del self._buf[READ_CHUNK:]
-                self._view = memoryview(self._buf)
-        return body
-
-    def _read_reply(self) -> Reply:
-        line = self._read_line()
-        if self._pos == self._end:
-            self._pos = self._end = 0
-        status, sep, rest = line.partition(b" ")
-        try:
-            name = status.decode("ascii")
-        except UnicodeDecodeError:
-            name = ""
-        shape = _SHAPES.get(name, -1) if name else -1
-        if shape < 0:
-            raise UnexpectedResponse("unknown reply %r" % (line[:80],))
-        args = rest.split(b" ") if sep else []
-        if shape == 0:
-            if args:
-                raise UnexpectedResponse("unexpected arguments in %r" % (line,))
-            return name, None, None
-        if shape == 5:
-            if len(args) != 1:
-                raise UnexpectedResponse("malformed reply %r" % (line,))
-            return name, check_name(args[0]).decode("ascii"), None
-        nums = [_parse_int(a, line) for a in args]
-        if shape == 1 or shape == 2:
-            if len(nums) == 1:
-                return name, nums[0], None
-            if shape == 2 and not nums:
-                return name, None, None
-        elif shape == 3:
-            if len(nums) == 2:
-                return name, nums[0], self._read_body(nums[1])
-        elif len(nums) == 1:
-            return name, None, self._read_body(nums[0])
-        raise UnexpectedResponse("malformed reply %r" % (line,))
-
-
-_STR_KEYS = frozenset(("name", "tube", "state", "version", "hostname", "os",
-                       "platform"))
-
-
-def _scalar(key: str, raw: str, str_keys: FrozenSet[str]) -> Any:
-    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
-        return raw[1:-1]
-    if key in str_keys or key in _STR_KEYS:
-        return raw
-    digits = raw[1:] if raw[:1] == "-" else raw
-    if digits.isdigit() and digits.isascii():
-        return int(raw)
-    if raw == "true":
-        return True
-    if raw == "false":
-        return False
-    whole, dot, frac = digits.partition(".")
-    if dot and whole.isdigit() and frac.isdigit() and digits.isascii():
-        return float(raw)
-    return raw
+            reader.buffer_updated(n)
 
 
 def parse_yaml(body: bytes, str_keys: FrozenSet[str] = frozenset()) -> Any:

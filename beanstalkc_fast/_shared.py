@@ -1,16 +1,193 @@
-"""What the front ends share that is neither a command nor a core: socket
-options and the note of a batch stopped by a bad item."""
+"""What both protocol cores (and the front ends) share, written once: the
+protocol's limits and reply shapes, the rules for names, numbers and bodies,
+socket and timeout helpers, the typing of stats values, the failure mapping of
+a core, and the windowed pipeline of the pure-Python core."""
 
+import decimal
+import math
+import numbers
 import socket
-from typing import Any, Optional
+import ssl
+import struct
+import sys
+from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Tuple
+
+from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
+                     UnexpectedResponse)
+
+MAX_LINE = 1024               # longest reply line accepted (valid ones are < 230)
+MAX_BODY = 1 << 30            # beanstalkd's own ceiling for -z
+MAX_UINT32 = (1 << 32) - 1
+MAX_UINT64 = (1 << 64) - 1
+READ_CHUNK = 1 << 16
+WRITE_CHUNK = 1 << 18
+NAME_CHARS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()")
+
+# reply status -> shape: 0 no argument, 1 one integer, 2 optional integer,
+# 3 id + body, 4 body only, 5 a name
+_SHAPES = {
+    "INSERTED": 1, "BURIED": 2, "WATCHING": 1, "KICKED": 2, "USING": 5,
+    "RESERVED": 3, "FOUND": 3, "OK": 4,
+    "DEADLINE_SOON": 0, "TIMED_OUT": 0, "DELETED": 0, "NOT_FOUND": 0,
+    "RELEASED": 0, "TOUCHED": 0, "NOT_IGNORED": 0, "PAUSED": 0,
+    "EXPECTED_CRLF": 0, "JOB_TOO_BIG": 0, "DRAINING": 0, "OUT_OF_MEMORY": 0,
+    "INTERNAL_ERROR": 0, "BAD_FORMAT": 0, "UNKNOWN_COMMAND": 0,
+}
+
+Reply = Tuple[str, Any, Optional[bytes]]
+
+
+def check_uint(name: str, value: Any, maximum: int = MAX_UINT32) -> int:
+    """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError.
+
+    An int, or a finite real number (float, Fraction, Decimal, numpy scalars)
+    truncated toward zero, which is what beanstalkc's ``%d`` sent: 2.9 -> 2,
+    -0.5 -> 0. The range is checked after truncation. bool is refused (a
+    flag passed as a job id would name job 1), so are str, None, NaN, infinity.
+    """
+    number: int = value if type(value) is int else _truncate(name, value)
+    if number < 0 or number > maximum:
+        raise ValueError("%s must be in 0..%d, got %d" % (name, maximum, number))
+    return number
+
+
+def _truncate(name: str, value: Any) -> int:
+    """A real number (not bool) truncated toward zero, else TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+        raise TypeError("%s must be a number, not %s" % (name, type(value).__name__))
+    try:
+        return int(math.trunc(value))
+    except (ValueError, OverflowError, ArithmeticError):
+        raise ValueError("%s must be a finite number, got %r" % (name, value)) from None
+
+
+def check_name(name: Any) -> bytes:
+    """A tube name as bytes, checked against the protocol's rules."""
+    if isinstance(name, str):
+        try:
+            raw = name.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("tube name must be ASCII: %r" % (name,)) from None
+    elif isinstance(name, bytes):
+        raw = name
+    else:
+        raise TypeError("tube name must be str, not %s" % type(name).__name__)
+    if not 1 <= len(raw) <= 200:
+        raise ValueError("tube name must be 1..200 bytes: %r" % (name,))
+    if raw[0] == 45 or not NAME_CHARS.issuperset(raw):   # 45 == ord("-")
+        raise ValueError("invalid tube name: %r" % (name,))
+    return raw
+
+
+def encode_body(body: Any, encoding: Optional[str]) -> bytes:
+    """A job body as bytes: str encoded, bytes-like as is, else TypeError."""
+    if type(body) is bytes:
+        return body
+    if isinstance(body, str):
+        if encoding is None:
+            raise BodyTypeError("job body must be bytes when encoding is None, not str")
+        return body.encode(encoding)
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise BodyTypeError("job body must be str or bytes, not %s" % type(body).__name__)
+
+
+
+MIN_TIMEOUT = 1e-6            # a positive timeout never rounds down to "forever"
+MAX_TIMEOUT = 2e6             # ~23 days; longer ones are clamped (poll() takes int ms)
+SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)    # EPIPE, never SIGPIPE
+_UNSET = object()             # no timeout applied to the socket yet
+
+
+def _clamp(seconds: Optional[float]) -> Optional[float]:
+    """A timeout the OS can express: None stays None (forever), anything
+    else lies in MIN_TIMEOUT..MAX_TIMEOUT."""
+    if seconds is None:
+        return None
+    if not seconds > MIN_TIMEOUT:          # also NaN: never "forever"
+        return MIN_TIMEOUT
+    return min(float(seconds), MAX_TIMEOUT)
+
+
+def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
+    """Kernel-side send/receive timeouts on a blocking socket (None: wait
+    forever), rounded up to what the kernel can express."""
+    seconds = _clamp(seconds)
+    if seconds is None:
+        whole = usec = 0                   # 0 means "no timeout" to the kernel
+    else:
+        whole = int(seconds)
+        usec = max(math.ceil((seconds - whole) * 1e6), 1 if whole == 0 else 0)
+        if usec >= 1000000:
+            whole, usec = whole + 1, 0
+    if sys.platform == "win32":
+        packed = struct.pack("I", whole * 1000 + math.ceil(usec / 1000))
+    else:
+        packed = struct.pack("ll", whole, usec)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
+
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def send_flags(sock: Any, extra: int = 0) -> int:
+    """The flags for ``sock.send``: none on a TLS socket (``ssl.SSLSocket``
+    refuses any), else MSG_NOSIGNAL and ``extra``."""
+    return 0 if isinstance(sock, ssl.SSLSocket) else SEND_FLAGS | extra
+
+
+def _send_all(sock: Any, data: bytes) -> None:
+    """Send all of ``data`` through the socket object; its timeout bounds each
+    wait for buffer room, not the whole transfer (as SO_SNDTIMEO does)."""
+    view = memoryview(data)
+    flags = send_flags(sock)
+    while view:
+        view = view[sock.send(view, flags):]
+
+
+def _prepare(sock: Any) -> None:
+    """Make ``sock`` blocking and never raise SIGPIPE where a flag cannot."""
+    sock.settimeout(None)
+    if hasattr(socket, "SO_NOSIGPIPE"):    # BSD and macOS have no MSG_NOSIGNAL
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_NOSIGPIPE, 1)
+        except (OSError, AttributeError):
+            pass
+
+
+
+_STR_KEYS = frozenset(("name", "tube", "state", "version", "hostname", "os",
+                       "platform"))
+
+
+def _scalar(key: str, raw: str, str_keys: FrozenSet[str]) -> Any:
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        return raw[1:-1]
+    if key in str_keys or key in _STR_KEYS:
+        return raw
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if digits.isdigit() and digits.isascii():
+        return int(raw)
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    whole, dot, frac = digits.partition(".")
+    if dot and whole.isdigit() and frac.isdigit() and digits.isascii():
+        return float(raw)
+    return raw
+
+
 
 
 def set_keepalive(sock: Any, idle: Optional[int], interval: Optional[int],
                   count: Optional[int]) -> None:
     """SO_KEEPALIVE with the given idle time, probe interval and probe count
-    (seconds; None: the OS default), and, when all three are given,
-    TCP_USER_TIMEOUT bounding how long sent data may stay unacknowledged (a
-    command sent to a vanished host); options the platform lacks are skipped."""
+    (seconds; None: the OS default), and TCP_USER_TIMEOUT bounding how long
+    sent data may stay unacknowledged (a command sent to a vanished host);
+    options the platform lacks are skipped."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for opt, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
                        ("TCP_KEEPCNT", count)):
@@ -28,6 +205,118 @@ def set_keepalive(sock: Any, idle: Optional[int], interval: Optional[int],
             pass
 
 
+def note_lost_reply(exc: BaseException, note: str) -> None:
+    """Add to a SocketError what its lost reply leaves unknown (``note``,
+    e.g. whether a job was inserted); not when nothing was sent
+    (ConnectionBroken)."""
+    if note and isinstance(exc, SocketError) and not isinstance(exc, ConnectionBroken) \
+            and exc.args:
+        exc.args = ("%s; %s" % (exc.args[0], note),) + exc.args[1:]
+
+
+def run_window(send: Callable[[bytes], Any], read_reply: Callable[[], Any],
+               buffered: Callable[[], int], commands: Iterable[bytes], results: List[Any],
+               window: int, max_bytes: int) -> Optional[Exception]:
+    """The windowed pipeline of both blocking cores: send ``commands``,
+    appending each reply (``read_reply()``) to ``results`` in order.
+
+    At most ``window`` commands and ``max_bytes`` bytes (or one larger
+    command) are ever written but unanswered; the window is topped up once
+    half of it is free, and replies already received (``buffered()``) are
+    read before writing more, so neither side's buffers can fill up. An
+    exception raised by the iterator stops the batch: the commands not yet
+    written are dropped, every written one is answered, and the exception is
+    returned for the core to raise.
+    """
+    it = iter(commands)
+    sizes = [0] * window          # ring: size of each unanswered command
+    sent = done = inflight = 0
+    pending: Optional[bytes] = None
+    exhausted = False
+    out: List[bytes] = []
+    deferred: Optional[Exception] = None
+    while True:
+        if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
+            while sent - done < window:
+                if pending is None:
+                    try:
+                        pending = next(it, None)
+                    except Exception as exc:
+                        deferred = exc
+                        while out:
+                            out.pop()
+                            sent -= 1
+                            inflight -= sizes[sent % window]
+                    if pending is None:
+                        exhausted = True
+                        break
+                size = len(pending)
+                if sent > done and inflight + size > max_bytes:
+                    break
+                out.append(pending)
+                sizes[sent % window] = size
+                inflight += size
+                sent += 1
+                pending = None
+            if out:
+                send(b"".join(out))
+                out.clear()
+        if done == sent:
+            if exhausted:
+                return deferred
+            continue
+        results.append(read_reply())
+        inflight -= sizes[done % window]
+        done += 1
+        while done < sent and buffered():
+            results.append(read_reply())
+            inflight -= sizes[done % window]
+            done += 1
+
+
+# -- a core's entry, failure and close (both cores call these) -------------------
+
+def refusal(broken: Optional[str]) -> Exception:
+    """Why a core refuses a command: broken (``broken``), else in use."""
+    if broken is not None:
+        return ConnectionBroken("connection is broken (%s); call reconnect()" % broken)
+    return ConcurrentUseError(
+        "connection used by two threads at once; use one Connection per thread")
+
+
+def failure(exc: BaseException, closing: bool) -> Tuple[Optional[str], BaseException]:
+    """What a failure mid-command makes of a core: the reason it is broken
+    now (None: keep the one close() gave) and the exception to raise."""
+    if closing and isinstance(exc, (OSError, SocketError)):
+        err = SocketError("connection closed by close() while in use")
+        err.__cause__ = exc
+        return None, err
+    if isinstance(exc, SocketError):
+        return str(exc), exc
+    if isinstance(exc, UnexpectedResponse):
+        return "unexpected response: %s" % (exc,), exc
+    if isinstance(exc, OSError):
+        reason = "socket error: %s" % (exc,)
+        err = SocketError(reason)
+        err.__cause__ = exc
+        return reason, err
+    return "interrupted: %r" % (exc,), exc
+
+
+def say_quit(sock: Any) -> None:
+    """Send ``quit`` if it goes out at once (never blocks, raises or SIGPIPEs)."""
+    try:
+        sock.send(b"quit\r\n", send_flags(sock, _DONTWAIT))
+    except OSError:
+        pass
+
+
+def wake(sock: Any) -> None:
+    """Shut ``sock`` down, which wakes a call blocked on it in another thread."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 def note_unsent(exc: BaseException, what: str, index: int) -> None:
     """Add to the message of ``exc``, raised for item ``index`` of a batch
     (a bad body, or an exception of the iterable), that the items before it

@@ -35,23 +35,27 @@ kick or a batch).
 
 import asyncio
 import collections
+import itertools
 import socket
 import ssl as ssl_module
 from typing import (Any, Awaitable, Callable, Deque, Generator, Iterable, List, Optional,
                     Tuple, Union)
 
-from . import _core as _default_core
 from . import endpoint as _endpoint
-from ._shared import note_unsent, set_keepalive
+from ._impl import core as _default_core
+from ._shared import set_keepalive
 from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAULT_TTR,
-                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, RELEASE, RESERVE_NOW,
-                       STATS_JOB_DICT, Body,
-                       Command, Commands, Item, PipelineCommands, YamlOption, batch_failed,
-                       by_id_items, id_of, lost_note, put_items, restore_commands)
+                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, PUT, RELEASE, RESERVE_NOW,
+                       RESERVE_TIMEOUT, STATS_JOB_DICT, Body, Command, Commands, Kinds,
+                       PipelineCommands, PutStream, YamlOption, checked, by_id_commands, job_ids,
+                       lost_note,
+                       priorities_of, ReserveRounds, restore_commands, split_items,
+                       stats_commands, unreserve)
 from .errors import ConnectionBroken, SocketError, UnexpectedResponse
 from .job import Job as _SyncJob
 
-__all__ = ["connect", "from_url", "Connection", "Job", "Pipeline", "Pool", "Worker"]
+__all__ = ["connect", "from_url", "Connecting", "Connection", "Job", "Pipeline", "Pool",
+           "Worker"]
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
@@ -182,6 +186,7 @@ class Connection(Commands, YamlOption):
             ssl, server_hostname, unix_socket)
         self._set_yaml(parse_yaml)
         self._impl = _default_core if core is None else core
+        self._job_type = Job
         self.host = host
         self.port = port
         self.unix_socket = unix_socket
@@ -328,9 +333,6 @@ class Connection(Commands, YamlOption):
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def _job(self, jid: int, body: bytes, reserved: bool) -> Job:
-        return Job(self, jid, body, reserved, self.encoding)  # type: ignore[arg-type]
-
     # -- writing -----------------------------------------------------------------
     def _has_room(self, size: int) -> bool:
         return self._count < BATCH_WINDOW and (
@@ -441,7 +443,7 @@ class Connection(Commands, YamlOption):
                     # nothing of the caller's command was sent
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
-    async def _execute(self, cmd: Command, data: bytes, arg: Any = None) -> Any:
+    async def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
         """Write the command (when there is room) and return its result."""
         retried = False
         while True:
@@ -592,26 +594,32 @@ class Connection(Commands, YamlOption):
         """Collect commands and send them in one pipelined batch; see Pipeline."""
         return Pipeline(self)
 
-    async def _batch(self, items: Iterable[Item], what: str, raise_errors: bool) -> List[Any]:
-        """Write every item (in order, as room allows) and collect each result
-        or refusal in order. BatchError when some item was refused (unless not
+    async def _batch(self, kinds: Kinds, commands: Iterable[bytes], what: str,
+                     raise_errors: bool) -> List[Any]:
+        """Write every command (in order, as room allows) and collect each
+        result or refusal in order; ``kinds`` is the batch's Command, or a
+        (Command, arg) per item. BatchError when some item was refused (unless not
         ``raise_errors``); SocketError carrying ``results`` when the link broke;
         an exception of ``items`` stops the writing, the written ones are
         answered, then it is raised."""
         futures: List["asyncio.Future[Any]"] = []
         results: List[Any] = []
         deferred: Optional[BaseException] = None
+        uniform = isinstance(kinds, Command)
+        cmd: Command = kinds if isinstance(kinds, Command) else PUT     # else: per item
+        arg: Any = None
         try:
-            it = iter(items)
+            it = iter(commands)
             while True:
                 try:
-                    item = next(it, None)
+                    data = next(it, None)
                 except Exception as exc:
                     deferred = exc
                     break
-                if item is None:
+                if data is None:
                     break
-                cmd, data, arg = item
+                if not uniform:
+                    cmd, arg = kinds[len(futures)]
                 if self._broken is None and not self._waiters and self._has_room(len(data)):
                     futures.append(self._send(cmd, data, arg, _OUTCOME))
                 else:
@@ -637,118 +645,82 @@ class Connection(Commands, YamlOption):
         if deferred is not None:
             deferred.results = results  # type: ignore[attr-defined]
             raise deferred
-        if raise_errors:
-            error = batch_failed(what, results)
-            if error is not None:
-                raise error
-        return results
+        return checked(what, results, raise_errors)
 
     async def put_many(self, bodies: Iterable[Body], priority: int = DEFAULT_PRIORITY,
                        delay: int = 0, ttr: int = DEFAULT_TTR,
                        raise_errors: bool = True) -> List[Any]:
         """Put every body (any iterable, streamed) pipelined; the job ids in
-        order. A failed item raises BatchError after the batch, whose
-        ``results`` hold an id or an exception per item. A bad body (or an
-        exception of ``bodies``) is raised after every body before it was
-        sent and answered (their results in ``.results``), its message
-        giving its index; it and all after it are not sent."""
-        items = put_items(self._impl, bodies, priority, delay, ttr, self.encoding)
-
-        def noted() -> Generator[Item, None, None]:
-            it = iter(items)
-            index = 0
-            while True:
-                try:
-                    item = next(it)
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    note_unsent(exc, "put_many", index)
-                    raise
-                yield item
-                index += 1
-
-        return await self._batch(noted(), "put", raise_errors)
+        order (see the sync ``put_many``: BatchError, a bad body)."""
+        stream = PutStream(self._impl, bodies, priority, delay, ttr, self.encoding)
+        return stream.results(await self._batch(PUT, stream, "put", False), raise_errors)
 
     async def reserve_many(self, n: int, timeout: Optional[int] = None) -> List[Job]:
         """Up to ``n`` reserved jobs: waits (up to ``timeout``) for the first,
-        then takes whatever else is ready now. [] when the timeout expires."""
+        then takes whatever else is ready now. [] when the timeout expires.
+        Cancelled: the jobs it reserved are released."""
         n = self._impl.check_uint("n", n, 2 ** 63)
         if n == 0:
             return []
         first = await self.reserve(timeout)
         if first is None:
             return []
-        jobs = [first]
+        rounds = ReserveRounds(n, first)
         try:
-            while len(jobs) < n:
-                want = min(n - len(jobs), BATCH_WINDOW)
-                try:
-                    got = await self._batch([RESERVE_NOW] * want, "reserve", False)
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:
-                    jobs += [j for j in getattr(exc, "results", ()) if isinstance(j, Job)]
-                    exc.results = jobs  # type: ignore[attr-defined]
-                    raise
-                new = [j for j in got if isinstance(j, Job)]
-                jobs += new
-                if len(new) < want:
-                    break
+            while rounds.want():
+                results = await self._batch(RESERVE_TIMEOUT, [RESERVE_NOW] * rounds.want(),
+                                            "reserve", False)
+                rounds.take(results)
         except asyncio.CancelledError:
-            for job in jobs:
+            for job in rounds.jobs:                   # nobody will get them: release them
                 if job.reserved and self._broken is None:
                     self._release(job.jid)
             raise
-        return jobs
+        except BaseException as exc:
+            rounds.failed(exc)
+            raise
+        return rounds.jobs
 
-    async def _by_id(self, cmd: Command, jobs: List[JobOrId], tails: List[bytes],
-                     raise_errors: bool) -> List[Any]:
-        items = [by_id_items(self._impl, cmd, [id_of(j)], tail)[0]
-                 for j, tail in zip(jobs, tails)]  # noqa: B905 (same length)
-        results = await self._batch(items, cmd.name, raise_errors)
-        for job, result in zip(jobs, results):  # noqa: B905 (same length)
-            if isinstance(job, Job) and not isinstance(result, BaseException):
-                job.reserved = False
+    async def _by_id(self, cmd: Command, jobs: List[JobOrId], ids: List[int],
+                     tails: Iterable[bytes], raise_errors: bool) -> List[Any]:
+        results = await self._batch(cmd, by_id_commands(cmd, ids, tails), cmd.name,
+                                    raise_errors)
+        unreserve(jobs, results)
         return results
 
     async def delete_many(self, jobs: Iterable[JobOrId], raise_errors: bool = True) -> List[Any]:
         """Delete every job (Job or id), pipelined."""
-        jobs = list(jobs)
-        return await self._by_id(DELETE, jobs, [b""] * len(jobs), raise_errors)
+        jobs, ids = job_ids(self._impl, jobs)
+        return await self._by_id(DELETE, jobs, ids, itertools.repeat(b""), raise_errors)
 
     async def release_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                            delay: int = 0, raise_errors: bool = True) -> List[Any]:
-        """Release every job with one delay, pipelined; ``priority`` None
-        (the default) keeps each job's own (read by a pipelined ``stats-job``
-        first, like ``Job.release()``)."""
-        jobs = list(jobs)
+        """Release every job, pipelined; priority None keeps each job's own."""
+        jobs, ids = job_ids(self._impl, jobs)
         delay = self._impl.check_uint("delay", delay)
-        pris = await self._priorities(jobs, priority)
-        return await self._by_id(RELEASE, jobs, [b" %d %d" % (p, delay) for p in pris],
+        pris = await self._priorities(ids, priority)
+        return await self._by_id(RELEASE, jobs, ids, (b" %d %d" % (p, delay) for p in pris),
                                  raise_errors)
 
     async def bury_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                         raise_errors: bool = True) -> List[Any]:
-        """Bury every job, pipelined; ``priority`` None (the default) keeps
-        each job's own (like ``Job.bury()``)."""
-        jobs = list(jobs)
-        pris = await self._priorities(jobs, priority)
-        return await self._by_id(BURY, jobs, [b" %d" % p for p in pris], raise_errors)
+        """Bury every job, pipelined; priority None keeps each job's own."""
+        jobs, ids = job_ids(self._impl, jobs)
+        pris = await self._priorities(ids, priority)
+        return await self._by_id(BURY, jobs, ids, (b" %d" % p for p in pris), raise_errors)
 
-    async def _priorities(self, jobs: List[JobOrId], priority: Optional[int]) -> List[int]:
-        """``priority`` for every job, or when None each job's current one
-        (DEFAULT_PRIORITY for a job the server does not know: its release or
-        bury then fails with NotFound in place). Ids are checked first."""
-        items = by_id_items(self._impl, STATS_JOB_DICT, [id_of(j) for j in jobs], b"")
+    async def _priorities(self, ids: List[int], priority: Optional[int]) -> Iterable[int]:
         if priority is not None:
-            return [self._impl.check_uint("priority", priority)] * len(jobs)
+            return itertools.repeat(self._impl.check_uint("priority", priority))
         try:
-            stats = await self._batch(items, "stats-job", False)
+            stats = await self._batch(STATS_JOB_DICT, stats_commands(self._impl, ids),
+                                      "stats-job", False)
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:
             exc.results = []  # type: ignore[attr-defined]  # nothing released or buried
             raise
-        return [int(s["pri"]) if isinstance(s, dict) else DEFAULT_PRIORITY for s in stats]
+        return priorities_of(stats)
 
 
 class Pipeline(PipelineCommands):
@@ -767,7 +739,7 @@ class Pipeline(PipelineCommands):
 
     async def execute(self) -> List[Any]:
         """Send everything collected; the results in order."""
-        self.results = await self.conn._batch(self._take(), "pipelined", False)
+        self.results = await self.conn._batch(*split_items(self._take()), "pipelined", False)
         return self.results
 
     async def __aenter__(self) -> "Pipeline":
@@ -778,7 +750,7 @@ class Pipeline(PipelineCommands):
             await self.execute()
 
 
-class _Connecting:
+class Connecting:
     """``await connect(...)`` -> Connection; ``async with connect(...) as conn``."""
 
     def __init__(self, conn: Connection, tube: Optional[str] = None) -> None:
@@ -808,21 +780,21 @@ class _Connecting:
         await self.conn.close()
 
 
-def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **options: Any) -> _Connecting:
+def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **options: Any) -> Connecting:
     """An asyncio connection to beanstalkd, with the sync Connection's options
     (and ``core``): ``conn = await connect(...)`` or
     ``async with connect(...) as conn``."""
-    return _Connecting(Connection(host, port, **options))
+    return Connecting(Connection(host, port, **options))
 
 
-def from_url(url: str, **options: Any) -> _Connecting:
+def from_url(url: str, **options: Any) -> Connecting:
     """An asyncio connection to ``beanstalk://host[:port][/tube][?option=value&...]``,
     ``beanstalks://...`` (TLS) or ``unix:///path/to/socket[?...]``, as the
     sync ``from_url``: the URL's tube is used and watched and ``default``
     ignored; keyword ``options`` (and ``core``) win over the query's. A bad
     URL or option is a ValueError raised at once, before connecting."""
     where = _endpoint.parse_url(url)
-    return _Connecting(Connection(**_endpoint.connection_kwargs(where, options)), where.tube)
+    return Connecting(Connection(**_endpoint.connection_kwargs(where, options)), where.tube)
 
 
 from ._apool import Pool  # noqa: E402  (the multi-server pool, built on Connection)

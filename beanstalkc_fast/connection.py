@@ -1,8 +1,9 @@
-"""Connection: the classic beanstalkc API on top of the chosen core.
+"""Connection: the classic beanstalkc API on top of a protocol core.
 
-Every public method validates its arguments, encodes one command, lets the
-core send it and read exactly one reply, and turns the reply into a return
-value or a precise exception.
+The command methods are the ones of ``commands.Commands`` (written once for
+every front end): each validates its arguments and encodes one command, the
+core sends it and reads exactly one reply, and the command's definition turns
+the reply into a return value or a precise exception.
 """
 
 import itertools
@@ -12,29 +13,24 @@ import socket
 import ssl as ssl_module
 import time
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Union
 
-from . import _core
 from . import endpoint as _endpoint
-from .errors import (ERROR_CLASSES, BatchError, ConnectionBroken, DeadlineSoon,
-                     SocketError, UnexpectedResponse, command_failed)
+from ._impl import core as _default_core
+from ._shared import set_keepalive
+from .commands import (BURY, DEFAULT_PRIORITY, DEFAULT_TTR, DEFAULT_TUBE_NAME,
+                       DELETE, PUT, RELEASE, RESERVE_NOW, RESERVE_TIMEOUT, STATS_JOB_DICT, Body,
+                       Command, Commands, Kinds, PipelineCommands, PutStream, YamlOption,
+                       checked, by_id_commands, job_ids, lost_note, priorities_of,
+                       ReserveRounds, restore_commands, split_items, stats_commands, unreserve)
+from .errors import ConnectionBroken, SocketError
 from .job import Job
-from .stats import JobStats, ServerStats, TubeStats
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 11300
-DEFAULT_PRIORITY = 2 ** 31
-DEFAULT_TTR = 120
-DEFAULT_TUBE_NAME = "default"
 
-check_uint = _core.check_uint
-check_name = _core.check_name
-encode_put = _core.encode_put
-encode_id = _core.encode_id
-parse_yaml = _core.parse_yaml
-
-_SERVER_STR_KEYS = frozenset(("id",))
-_NO_KEYS: frozenset[str] = frozenset()
+__all__ = ["Connection", "Pipeline", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_PRIORITY",
+           "DEFAULT_TTR", "DEFAULT_TUBE_NAME", "Body"]
 
 _LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
 
@@ -43,15 +39,6 @@ _USE_DEFAULT: Any = object()
 # With auto_reconnect, a connection unused for this long is checked for a
 # close the server already sent before anything is written on it.
 IDLE_CHECK_AFTER = 1.0
-
-# Commands that change nothing a second attempt could duplicate or lose:
-# the only ones auto_reconnect sends again after their reply was lost.
-_SAFE_TO_REPEAT = frozenset((
-    b"reserve", b"reserve-with-timeout", b"reserve-job", b"peek", b"peek-ready",
-    b"peek-delayed", b"peek-buried", b"stats", b"stats-tube", b"stats-job",
-    b"list-tubes", b"list-tube-used", b"list-tubes-watched", b"use", b"watch",
-    b"ignore", b"pause-tube"))
-
 
 def _after_fork_in_child() -> None:
     # The child shares the parent's socket: never let it talk on it.
@@ -64,7 +51,6 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-Body = Union[str, bytes, bytearray, memoryview]
 JobOrId = Union[Job, int]
 
 
@@ -93,14 +79,7 @@ def _peer_gone(sock: Any) -> bool:
     return True
 
 
-def _fail(command: str, status: str, value: Any) -> Exception:
-    results = [] if value is None else [str(value)]
-    if status in ERROR_CLASSES:
-        return command_failed(command, status, results)
-    return UnexpectedResponse(command, status, results)
-
-
-class Connection:
+class Connection(Commands, YamlOption):
     """A connection to one beanstalkd server.
 
     Connects at once (``SocketError`` when that fails). Beyond beanstalkc:
@@ -143,6 +122,10 @@ class Connection:
     ``ConcurrentUseError`` (another thread is using it) and
     ``UnexpectedResponse`` (a reply the command does not allow).
 
+    ``core``: the protocol core module to use (``beanstalkc_fast._protocol``,
+    the Cython one, or ``beanstalkc_fast._pyprotocol``, its pure-Python twin);
+    default: the one the package picked (``IMPLEMENTATION``).
+
     A connection belongs to one thread; ``close()`` from another thread
     wakes a call blocked in it with ``SocketError``.
     """
@@ -163,6 +146,8 @@ class Connection:
     _socket_timeout: Optional[float] = 60.0
     _using = DEFAULT_TUBE_NAME
     _watching: List[str] = [DEFAULT_TUBE_NAME]     # never mutated: replaced
+    _impl: Any = _default_core
+    _job_type = Job
     _core: Any = None
     _closed = False
     _last_io = 0.0
@@ -175,7 +160,9 @@ class Connection:
                  unix_socket: Optional[str] = None,
                  keepalive_idle: Optional[float] = 60, keepalive_interval: Optional[float] = 10,
                  keepalive_count: Optional[int] = 3, auto_reconnect: bool = False,
-                 ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None) -> None:
+                 ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None,
+                 core: Any = None) -> None:
+        self._impl = _default_core if core is None else core
         if parse_yaml is True:
             self._yaml = None
             self._parse = True
@@ -235,8 +222,7 @@ class Connection:
     @auto_reconnect.setter
     def auto_reconnect(self, on: bool) -> None:
         self._auto_reconnect = bool(on)
-        if self._core is not None:
-            self._request = self._retrying_request if on else self._core.request
+        self._bind_run()
 
     @property
     def _socket(self) -> Optional[socket.socket]:
@@ -274,16 +260,18 @@ class Connection:
             raise SocketError(exc) from exc
         if self._ssl_context is not None:
             sock = self._tls_handshake(sock, self._ssl_context)
-        core = self._core = _core.Core(sock, self.socket_timeout)
+        core = self._core = self._impl.Core(sock, self.socket_timeout)
         self._closed = False
-        self._request = self._retrying_request if self.auto_reconnect else core.request
+        self._request = core.request
+        self._bind_run()
         _LIVE.add(self)
         if self._ssl_context is not None:
             self._confirm_tls(core)
-        for data, command, ok in self._restore_commands():
-            status, value, _ = core.request(data)
-            if status != ok:
-                raise _fail(command, status, value)
+        # the tubes stay recorded as wanted until a reconnect restores them
+        for cmd, data, arg in restore_commands(self._using, self._watching,
+                                               self._impl.check_name):
+            status, value, body = core.request(data)
+            cmd.finish(status, value, body, self, arg)
         self._last_io = time.monotonic()
 
     def _tls_handshake(self, sock: socket.socket,
@@ -309,23 +297,7 @@ class Connection:
             raise SocketError(_endpoint.tls_refused(where, exc)) from exc
 
     def _set_keepalive(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        idle, interval, count = self.keepalive
-        for opt, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
-                           ("TCP_KEEPCNT", count)):
-            if value is not None and hasattr(socket, opt):
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
-                except OSError:
-                    pass
-        # Keepalive probes only an idle connection: also bound how long sent
-        # data may stay unacknowledged (a command sent to a vanished host).
-        if None not in self.keepalive and hasattr(socket, "TCP_USER_TIMEOUT"):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
-                                int((idle + interval * count) * 1000))
-            except OSError:
-                pass
+        set_keepalive(sock, *self.keepalive)
 
     def close(self) -> None:
         """Send ``quit`` and close the socket; never raises, also on a dead socket.
@@ -355,19 +327,6 @@ class Connection:
         self._close_core()
         self.connect()
 
-    def _restore_commands(self) -> List[Any]:
-        # the tubes stay recorded as wanted until a reconnect restores them
-        commands = []
-        if self._using != DEFAULT_TUBE_NAME:
-            commands.append((b"use %s\r\n" % self._using.encode("ascii"), "use", "USING"))
-        for name in self._watching:
-            if name != DEFAULT_TUBE_NAME:
-                commands.append((b"watch %s\r\n" % name.encode("ascii"), "watch", "WATCHING"))
-        if DEFAULT_TUBE_NAME not in self._watching:
-            commands.append((b"ignore %s\r\n" % DEFAULT_TUBE_NAME.encode("ascii"),
-                             "ignore", "WATCHING"))
-        return commands
-
     def __enter__(self) -> "Connection":
         return self
 
@@ -395,401 +354,14 @@ class Connection:
                 core = self._core
         return core
 
-    def _retrying_request(self, data: bytes, extra: Optional[float] = 0.0) -> Any:
-        core = self._live_core()
-        try:
-            return core.request(data, extra)
-        except ConnectionBroken:
-            raise
-        except SocketError:
-            if data.split(None, 1)[0] not in _SAFE_TO_REPEAT:
-                raise
-        finally:
-            self._last_io = time.monotonic()
-        # the reply was lost and repeating is harmless: once, on a new connection
-        self.reconnect()
-        try:
-            return self._core.request(data, extra)
-        finally:
-            self._last_io = time.monotonic()
-
-    def _yaml_result(self, command: str, data: bytes, str_keys: frozenset[str]) -> Any:
-        status, value, body = self._request(data)
-        if status != "OK":
-            raise _fail(command, status, value)
-        if self._parse:
-            return parse_yaml(body, str_keys)
-        text = body.decode("utf-8", "replace")
-        return self._yaml(text) if self._yaml is not None else text
-
-    # -- producer ----------------------------------------------------------------
-    def put(self, body: Body, priority: int = DEFAULT_PRIORITY, delay: int = 0,
-            ttr: int = DEFAULT_TTR) -> int:
-        """Send ``put``: insert a job into the used tube and return its id.
-
-        Args:
-            body: str (encoded with the connection's ``encoding``, UTF-8 by
-                default) or bytes-like (sent as is). With ``encoding=None``
-                only bytes-like bodies are accepted.
-            priority: 0..2**32-1; lower is more urgent, 0 the most urgent.
-                Default ``DEFAULT_PRIORITY`` (2**31).
-            delay: seconds, 0..2**32-1, before the job becomes ready.
-            ttr: time to run, seconds, 0..2**32-1: how long a worker may hold
-                the job reserved before the server releases it (the server
-                raises 0 to 1). Default ``DEFAULT_TTR`` (120).
-
-        Returns:
-            The new job's id (int).
-
-        Raises:
-            JobTooBig: the body is larger than the server's ``-z`` limit
-                (65535 bytes by default).
-            Buried: the server ran out of memory for its priority queue and
-                buried the job; it exists, its id is ``exc.jid``.
-            Draining: the server is in drain mode and takes no new jobs.
-            SocketError: the reply was lost; the message says the job may or
-                may not have been inserted (never re-sent, also not with
-                ``auto_reconnect``).
-            ValueError, TypeError: a bad argument (a body neither str nor
-                bytes-like: ``BodyTypeError``); nothing was sent.
-        """
-        data = encode_put(body, priority, delay, ttr, self.encoding)
-        try:
-            status, value, _ = self._request(data)
-        except ConnectionBroken:
-            raise
-        except SocketError as exc:
-            exc.args = ("%s; the job may or may not have been inserted" % (exc.args[0],),)
-            raise
-        if status == "INSERTED":
-            jid: int = value
-            return jid
-        raise _fail("put", status, value)
-
-    # -- consumer ----------------------------------------------------------------
-    def reserve(self, timeout: Optional[int] = None) -> Optional[Job]:
-        """Send ``reserve`` (or ``reserve-with-timeout``): take a job from the watched tubes.
-
-        Args:
-            timeout: None waits as long as it takes; else seconds,
-                0..2**32-1 (0: only a job that is ready now).
-
-        Returns:
-            The reserved ``Job``, or None when ``timeout`` passed without one.
-
-        Raises:
-            DeadlineSoon: a job this connection already holds reserved is
-                within a second of its TTR. Not a ``CommandFailed``; the
-                connection stays usable: finish, ``touch()`` or release that
-                job, then reserve again.
-            SocketError: the connection was lost, or no reply came within
-                ``socket_timeout`` plus ``timeout`` (a plain reserve has no
-                deadline; keepalive still detects a vanished host). With
-                ``auto_reconnect`` a lost reserve is sent again on a new
-                connection.
-            ValueError, TypeError: a bad timeout; nothing was sent.
-        """
-        if timeout is None:
-            status, value, body = self._request(b"reserve\r\n", None)
+    def _bind_run(self) -> None:
+        """``_run``: the core's own ``execute``, or with auto_reconnect
+        ``_run_reconnecting``."""
+        core = self._core
+        if self._auto_reconnect or core is None:
+            self._run = _run_reconnecting       # a function: no cycle through a bound method
         else:
-            timeout = check_uint("timeout", timeout)
-            status, value, body = self._request(
-                encode_id(b"reserve-with-timeout ", timeout), timeout)
-        if status == "RESERVED":
-            return Job(self, value, body, True, self.encoding)
-        if status == "TIMED_OUT":
-            return None
-        if status == "DEADLINE_SOON":
-            raise DeadlineSoon(status)
-        raise _fail("reserve", status, value)
-
-    def reserve_job(self, jid: int) -> Job:
-        """Send ``reserve-job``: reserve the job ``jid`` (up to 2**64-1) whatever its state.
-
-        Needs beanstalkd >= 1.12 (older servers: ``UnknownCommand``).
-
-        Returns:
-            The reserved ``Job``.
-
-        Raises:
-            NotFound: no such job, or it is reserved already.
-            UnknownCommand: the server is older than 1.12.
-        """
-        status, value, body = self._request(encode_id(b"reserve-job ", jid))
-        if status == "RESERVED":
-            return Job(self, value, body, True, self.encoding)
-        raise _fail("reserve-job", status, value)
-
-    def _expect(self, command: str, data: bytes, ok: str) -> Any:
-        status, value, _ = self._request(data)
-        if status == ok:
-            return value
-        raise _fail(command, status, value)
-
-    def delete(self, jid: int) -> None:
-        """Send ``delete``: remove the job ``jid`` (up to 2**64-1) for good.
-
-        Returns:
-            None.
-
-        Raises:
-            NotFound: no such job, or it is reserved by another connection.
-            SocketError: the reply was lost (never re-sent).
-        """
-        status, value, _ = self._request(encode_id(b"delete ", jid))
-        if status != "DELETED":
-            raise _fail("delete", status, value)
-
-    def release(self, jid: int, priority: int = DEFAULT_PRIORITY, delay: int = 0) -> None:
-        """Send ``release``: put a job this connection reserved back to ready.
-
-        Args:
-            jid: the job id, up to 2**64-1.
-            priority: its new priority, 0..2**32-1 (0 the most urgent).
-                ``Job.release()`` keeps the job's own priority instead.
-            delay: seconds, 0..2**32-1, before it is ready again (delayed
-                until then).
-
-        Returns:
-            None.
-
-        Raises:
-            NotFound: no such job, or this connection does not hold it
-                reserved.
-            Buried: the server was out of memory and buried it instead.
-        """
-        status, value, _ = self._request(b"release %d %d %d\r\n" % (
-            _jid(jid), check_uint("priority", priority), check_uint("delay", delay)))
-        if status != "RELEASED":
-            raise _fail("release", status, value)
-
-    def bury(self, jid: int, priority: int = DEFAULT_PRIORITY) -> None:
-        """Send ``bury``: set a job this connection reserved aside until it is kicked.
-
-        Args:
-            jid: the job id, up to 2**64-1.
-            priority: its new priority, 0..2**32-1 (0 the most urgent).
-
-        Returns:
-            None.
-
-        Raises:
-            NotFound: no such job, or this connection does not hold it
-                reserved.
-        """
-        self._expect("bury", b"bury %d %d\r\n" % (_jid(jid), check_uint("priority", priority)),
-                     "BURIED")
-
-    def touch(self, jid: int) -> None:
-        """Send ``touch``: restart the TTR of a job this connection reserved.
-
-        Args:
-            jid: the job id, up to 2**64-1.
-
-        Returns:
-            None.
-
-        Raises:
-            NotFound: no such job, or this connection does not hold it
-                reserved.
-        """
-        self._expect("touch", encode_id(b"touch ", jid), "TOUCHED")
-
-    def kick(self, bound: int = 1) -> int:
-        """Send ``kick``: move up to ``bound`` jobs of the used tube to ready.
-
-        Buried jobs are kicked if there are any, else delayed ones.
-
-        Args:
-            bound: the most jobs to kick, 0..2**32-1.
-
-        Returns:
-            How many jobs were kicked (int).
-        """
-        kicked: int = self._expect("kick", b"kick %d\r\n" % check_uint("bound", bound), "KICKED")
-        return kicked
-
-    def kick_job(self, jid: int) -> None:
-        """Send ``kick-job``: move the buried or delayed job ``jid`` (up to 2**64-1) to ready.
-
-        Returns:
-            None.
-
-        Raises:
-            NotFound: no such job, or it is neither buried nor delayed.
-        """
-        self._expect("kick-job", encode_id(b"kick-job ", jid), "KICKED")
-
-    # -- peek ----------------------------------------------------------------------
-    def _peek(self, command: str, data: bytes) -> Optional[Job]:
-        status, value, body = self._request(data)
-        if status == "FOUND":
-            return Job(self, value, body, False, self.encoding)
-        if status == "NOT_FOUND":
-            return None
-        raise _fail(command, status, value)
-
-    def peek(self, jid: int) -> Optional[Job]:
-        """Send ``peek``: look at the job ``jid`` (up to 2**64-1) without reserving it.
-
-        Returns:
-            A ``Job`` with ``reserved=False``, or None when there is no such job.
-        """
-        return self._peek("peek", encode_id(b"peek ", jid))
-
-    def peek_ready(self) -> Optional[Job]:
-        """Send ``peek-ready``: the next ready job of the used tube, unreserved, or None."""
-        return self._peek("peek-ready", b"peek-ready\r\n")
-
-    def peek_delayed(self) -> Optional[Job]:
-        """Send ``peek-delayed``: the delayed job of the used tube with the
-        shortest delay left, unreserved, or None."""
-        return self._peek("peek-delayed", b"peek-delayed\r\n")
-
-    def peek_buried(self) -> Optional[Job]:
-        """Send ``peek-buried``: the next buried job of the used tube, unreserved, or None."""
-        return self._peek("peek-buried", b"peek-buried\r\n")
-
-    # -- tubes -----------------------------------------------------------------------
-    def tubes(self) -> Any:
-        """Send ``list-tubes``: the names of all existing tubes.
-
-        Returns:
-            A list of str (the raw YAML text with ``parse_yaml=False``, or what
-            the ``parse_yaml`` callable returns).
-        """
-        return self._yaml_result("list-tubes", b"list-tubes\r\n", _NO_KEYS)
-
-    def using(self) -> str:
-        """Send ``list-tube-used``: the name of the tube ``put`` uses (str)."""
-        name: str = self._expect("list-tube-used", b"list-tube-used\r\n", "USING")
-        return name
-
-    def use(self, name: str) -> str:
-        """Send ``use``: ``put`` goes to tube ``name`` from now on.
-
-        Args:
-            name: a tube name: 1..200 ASCII letters, digits and ``-+/;.$_()``,
-                not starting with ``-``. The tube exists while in use.
-
-        Returns:
-            The name (str).
-
-        Raises:
-            ValueError, TypeError: an invalid name; nothing was sent.
-        """
-        used: str = self._expect("use", b"use %s\r\n" % check_name(name), "USING")
-        self._using = used
-        return used
-
-    def watching(self) -> Any:
-        """Send ``list-tubes-watched``: the names of the tubes ``reserve`` takes from.
-
-        Returns:
-            A list of str (raw text or the callable's result, per ``parse_yaml``).
-        """
-        return self._yaml_result("list-tubes-watched", b"list-tubes-watched\r\n", _NO_KEYS)
-
-    def watch(self, name: str) -> int:
-        """Send ``watch``: ``reserve`` also takes jobs from tube ``name``.
-
-        Args:
-            name: a tube name (rules as for ``use``).
-
-        Returns:
-            How many tubes are watched now (int).
-
-        Raises:
-            ValueError, TypeError: an invalid name; nothing was sent.
-        """
-        raw = check_name(name)
-        count: int = self._expect("watch", b"watch %s\r\n" % raw, "WATCHING")
-        text = raw.decode("ascii")
-        if text not in self._watching:
-            self._watching = self._watching + [text]
-        return count
-
-    def ignore(self, name: str) -> int:
-        """Send ``ignore``: stop watching tube ``name``.
-
-        Args:
-            name: a tube name (rules as for ``use``).
-
-        Returns:
-            How many tubes are watched now (int). Ignoring the last watched
-            tube is refused by the server; that returns 1 and raises nothing.
-
-        Raises:
-            ValueError, TypeError: an invalid name; nothing was sent.
-        """
-        raw = check_name(name)
-        status, value, _ = self._request(b"ignore %s\r\n" % raw)
-        if status == "WATCHING":
-            text = raw.decode("ascii")
-            self._watching = [w for w in self._watching if w != text]
-            watched: int = value
-            return watched
-        if status == "NOT_IGNORED":
-            return 1
-        raise _fail("ignore", status, value)
-
-    def pause_tube(self, name: str, delay: int) -> None:
-        """Send ``pause-tube``: let no job of tube ``name`` be reserved for ``delay`` seconds.
-
-        Args:
-            name: a tube name (rules as for ``use``).
-            delay: seconds, 0..2**32-1 (0 ends a pause).
-
-        Returns:
-            None.
-
-        Raises:
-            NotFound: no such tube.
-        """
-        self._expect("pause-tube", b"pause-tube %s %d\r\n" % (
-            check_name(name), check_uint("delay", delay)), "PAUSED")
-
-    # -- stats -------------------------------------------------------------------------
-    def stats(self) -> Union[ServerStats, Any]:
-        """Send ``stats``: the server's statistics.
-
-        Returns:
-            A dict with int, float, bool and str values (``version``,
-            ``hostname``, ``os``, ``id`` always str); the raw text or the
-            callable's result, per ``parse_yaml``.
-        """
-        return self._yaml_result("stats", b"stats\r\n", _SERVER_STR_KEYS)
-
-    def stats_tube(self, name: str) -> Union[TubeStats, Any]:
-        """Send ``stats-tube``: the statistics of tube ``name`` (a dict, as ``stats``).
-
-        Raises:
-            NotFound: no such tube.
-            ValueError, TypeError: an invalid name; nothing was sent.
-        """
-        return self._yaml_result("stats-tube", b"stats-tube %s\r\n" % check_name(name), _NO_KEYS)
-
-    def stats_job(self, jid: int) -> Union[JobStats, Any]:
-        """Send ``stats-job``: the statistics of job ``jid`` (up to 2**64-1), a dict as ``stats``.
-
-        Keys include ``tube``, ``state`` (ready, delayed, reserved, buried),
-        ``pri``, ``age``, ``delay``, ``ttr``, ``time-left``, ``reserves``.
-
-        Raises:
-            NotFound: no such job.
-        """
-        return self._yaml_result("stats-job", encode_id(b"stats-job ", jid), _NO_KEYS)
-
-    def _stats_job_dict(self, jid: int) -> JobStats:
-        """stats-job as a dict, also when parse_yaml is off; through
-        ``stats_job`` (which a subclass may override) when it is on."""
-        if self._parse:
-            return self.stats_job(jid)
-        status, value, body = self._request(encode_id(b"stats-job ", jid))
-        if status != "OK":
-            raise _fail("stats-job", status, value)
-        stats: JobStats = parse_yaml(body, _NO_KEYS)
-        return stats
+            self._run = core.execute
 
     # -- batches -------------------------------------------------------------------------
     def pipeline(self) -> "Pipeline":
@@ -807,29 +379,32 @@ class Connection:
         """
         return Pipeline(self)
 
-    def _run(self, commands: Iterable[bytes], handlers: Iterable[Callable[..., Any]],
-             what: str, raise_errors: bool) -> List[Any]:
-        """Pipeline ``commands``; handler i turns reply i into a result or an
-        exception instance. BatchError when some item failed (unless not
-        ``raise_errors``); SocketError carrying ``results`` when the link broke."""
+    def _batch(self, kinds: Kinds, commands: Iterable[bytes], what: str,
+               raise_errors: bool) -> List[Any]:
+        """Pipeline ``commands``; each reply becomes the result or refusal (an
+        exception instance) of its command: ``kinds`` is the batch's Command,
+        or a (Command, arg) per item. BatchError when some item was refused
+        (unless not ``raise_errors``); SocketError carrying ``results`` when
+        the link broke."""
         replies: List[Any] = []
         try:
             self._live_core().pipeline(commands, replies)
             self._last_io = time.monotonic()
         except SocketError as exc:
-            exc.results = [h(*r) for h, r in zip(handlers, replies)]  # type: ignore[attr-defined]
+            exc.results = self._outcomes(kinds, replies)  # type: ignore[attr-defined]
             if not isinstance(exc, ConnectionBroken):
-                exc.args = ("%s; %s past the %d confirmed ones may or may not have been %s" % (
-                    exc.args[0], "jobs" if what == "put" else "commands", len(replies),
-                    "inserted" if what == "put" else "carried out"),)
+                exc.args = ("%s; %s" % (exc.args[0], lost_note(what, len(replies))),)
             raise
         except BaseException as exc:
-            exc.results = [h(*r) for h, r in zip(handlers, replies)]  # type: ignore[attr-defined]
+            exc.results = self._outcomes(kinds, replies)  # type: ignore[attr-defined]
             raise
-        results = [h(*r) for h, r in zip(handlers, replies)]
-        if raise_errors:
-            _raise_failed(results, what)
-        return results
+        return checked(what, self._outcomes(kinds, replies), raise_errors)
+
+    def _outcomes(self, kinds: Kinds, replies: List[Any]) -> List[Any]:
+        if isinstance(kinds, Command):
+            return kinds.outcomes(replies, self)
+        return [cmd.outcome(status, value, body, self, arg)
+                for (cmd, arg), (status, value, body) in zip(kinds, replies)]  # noqa: B905
 
     def put_many(self, bodies: Iterable[Body], priority: int = DEFAULT_PRIORITY,
                  delay: int = 0, ttr: int = DEFAULT_TTR, raise_errors: bool = True) -> List[Any]:
@@ -858,43 +433,8 @@ class Connection:
                 their results, and it and everything after it were not sent;
                 the message gives its index.
         """
-        check_uint("priority", priority)
-        check_uint("delay", delay)
-        check_uint("ttr", ttr)
-        encoding = self.encoding
-        stop: List[Any] = []        # [index, exception] of an item that cannot be sent
-
-        def commands() -> Any:
-            items = iter(bodies)
-            for index in itertools.count():
-                try:
-                    body = next(items)
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    stop[:] = [index, exc]
-                    return
-                try:
-                    data = encode_put(body, priority, delay, ttr, encoding)
-                except Exception as exc:
-                    stop[:] = [index, exc]
-                    return
-                yield data
-
-        results = self._run(commands(), _Handlers(_on_put), "put", False)
-        if stop:
-            # everything before the bad item went out and was answered
-            index, exc = stop
-            note = ("put_many item %d: the %d items before it were sent (their results, "
-                    "ids or exceptions, are in .results); it and all after it were not sent"
-                    % (index, len(results)))
-            if len(exc.args) == 1 and isinstance(exc.args[0], str):
-                exc.args = ("%s (%s)" % (exc.args[0], note),)
-            exc.results = results
-            raise exc
-        if raise_errors:
-            _raise_failed(results, "put")
-        return results
+        stream = PutStream(self._impl, bodies, priority, delay, ttr, self.encoding)
+        return stream.results(self._batch(PUT, stream, "put", False), raise_errors)
 
     def reserve_many(self, n: int, timeout: Optional[int] = None) -> List[Job]:
         """Reserve up to ``n`` jobs: wait (up to ``timeout``) for the first,
@@ -916,41 +456,26 @@ class Connection:
             SocketError: the connection was lost; ``exc.results`` holds the
                 jobs reserved before the loss.
         """
-        n = check_uint("n", n, 2 ** 63)
+        n = self._impl.check_uint("n", n, 2 ** 63)
         if n == 0:
             return []
         first = self.reserve(timeout)
         if first is None:
             return []
-        jobs = [first]
-        encoding = self.encoding
-        while len(jobs) < n:
-            want = min(n - len(jobs), 512)
-            replies: List[Any] = []
+        rounds = ReserveRounds(n, first)
+        while rounds.want():
             try:
-                self._live_core().pipeline([b"reserve-with-timeout 0\r\n"] * want, replies)
+                rounds.take(self._batch(RESERVE_TIMEOUT, [RESERVE_NOW] * rounds.want(),
+                                        "reserve", False))
             except BaseException as exc:
-                jobs += [Job(self, v, b, True, encoding) for s, v, b in replies if s == "RESERVED"]
-                exc.results = jobs  # type: ignore[attr-defined]
+                rounds.failed(exc)
                 raise
-            got = [Job(self, v, b, True, encoding) for s, v, b in replies if s == "RESERVED"]
-            jobs += got
-            if len(got) < want:
-                break
-        return jobs
+        return rounds.jobs
 
-    def _by_id(self, verb: bytes, jobs: List[JobOrId], ids: List[int], ok: str,
+    def _by_id(self, cmd: Command, jobs: List[JobOrId], ids: List[int],
                tails: Iterable[bytes], raise_errors: bool) -> List[Any]:
-        commands = [b"%s %d%s\r\n" % (verb, jid, tail) for jid, tail in zip(ids, tails)]
-        command = verb.decode()
-
-        def handle(status: str, value: Any, body: Any) -> Any:
-            return None if status == ok else _fail(command, status, value)
-
-        results = self._run(commands, _Handlers(handle), command, raise_errors)
-        for job, result in zip(jobs, results):
-            if isinstance(job, Job) and not isinstance(result, BaseException):
-                job.reserved = False
+        results = self._batch(cmd, by_id_commands(cmd, ids, tails), cmd.name, raise_errors)
+        unreserve(jobs, results)
         return results
 
     def delete_many(self, jobs: Iterable[JobOrId], raise_errors: bool = True) -> List[Any]:
@@ -971,9 +496,8 @@ class Connection:
                 results confirmed before the loss.
             ValueError, TypeError: a bad id; nothing was sent.
         """
-        jobs = list(jobs)
-        ids = [_jid(_id_of(j)) for j in jobs]
-        return self._by_id(b"delete", jobs, ids, "DELETED", itertools.repeat(b""), raise_errors)
+        jobs, ids = job_ids(self._impl, jobs)
+        return self._by_id(DELETE, jobs, ids, itertools.repeat(b""), raise_errors)
 
     def release_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                      delay: int = 0, raise_errors: bool = True) -> List[Any]:
@@ -993,12 +517,11 @@ class Connection:
         Raises:
             BatchError, SocketError, ValueError, TypeError: as ``delete_many``.
         """
-        jobs = list(jobs)
-        ids = [_jid(_id_of(j)) for j in jobs]
-        delay = check_uint("delay", delay)
+        jobs, ids = job_ids(self._impl, jobs)
+        delay = self._impl.check_uint("delay", delay)
         pris = self._priorities(ids, priority)
-        return self._by_id(b"release", jobs, ids, "RELEASED",
-                           (b" %d %d" % (p, delay) for p in pris), raise_errors)
+        return self._by_id(RELEASE, jobs, ids, (b" %d %d" % (p, delay) for p in pris),
+                           raise_errors)
 
     def bury_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                   raise_errors: bool = True) -> List[Any]:
@@ -1016,53 +539,45 @@ class Connection:
         Raises:
             BatchError, SocketError, ValueError, TypeError: as ``delete_many``.
         """
-        jobs = list(jobs)
-        ids = [_jid(_id_of(j)) for j in jobs]
+        jobs, ids = job_ids(self._impl, jobs)
         pris = self._priorities(ids, priority)
-        return self._by_id(b"bury", jobs, ids, "BURIED", (b" %d" % p for p in pris),
-                           raise_errors)
+        return self._by_id(BURY, jobs, ids, (b" %d" % p for p in pris), raise_errors)
 
     def _priorities(self, ids: List[int], priority: Optional[int]) -> Iterable[int]:
-        """``priority`` for every job, or when None each job's current one
-        (DEFAULT_PRIORITY for a job the server does not know: its release
-        or bury then fails with NotFound in place)."""
+        """``priority`` for every job, or when None each job's current one."""
         if priority is not None:
-            return itertools.repeat(check_uint("priority", priority))
-        replies: List[Any] = []
+            return itertools.repeat(self._impl.check_uint("priority", priority))
         try:
-            self._live_core().pipeline([encode_id(b"stats-job ", jid) for jid in ids], replies)
+            stats = self._batch(STATS_JOB_DICT, stats_commands(self._impl, ids), "stats-job", False)
         except BaseException as exc:
-            exc.results = []  # type: ignore[attr-defined]  # nothing was released or buried
+            exc.results = []  # type: ignore[attr-defined]  # nothing released or buried
             raise
-        return [int(parse_yaml(body, _NO_KEYS).get("pri", DEFAULT_PRIORITY))
-                if status == "OK" else DEFAULT_PRIORITY for status, _, body in replies]
+        return priorities_of(stats)
 
 
-class _Handlers:
-    """The same handler for every item, indexable like a list."""
-
-    def __init__(self, handler: Callable[..., Any]) -> None:
-        self.handler = handler
-
-    def __iter__(self) -> Iterator[Callable[..., Any]]:
-        while True:
-            yield self.handler
-
-
-def _raise_failed(results: List[Any], what: str) -> None:
-    """BatchError when some item of a batch failed."""
-    failed = sum(isinstance(r, BaseException) for r in results)
-    if failed:
-        raise BatchError("%d of %d %s commands failed" % (failed, len(results), what), results)
-
-
-def _on_put(status: str, value: Any, body: Any) -> Any:
-    if status == "INSERTED":
-        return value
-    return _fail("put", status, value)
+def _run_reconnecting(conn: "Connection", cmd: Command, data: bytes, arg: Any = None) -> Any:
+    """Send one command on ``conn`` and return its result (``cmd`` says
+    which), reconnecting first when needed and sending a command whose reply
+    was lost once more when that is safe (``_run`` under auto_reconnect)."""
+    core = conn._live_core()
+    try:
+        return core.execute(conn, cmd, data, arg)
+    except ConnectionBroken:
+        raise
+    except SocketError:
+        if not (conn._auto_reconnect and cmd.safe):
+            raise
+    finally:
+        conn._last_io = time.monotonic()
+    # the reply was lost and repeating is harmless: once, on a new connection
+    conn.reconnect()
+    try:
+        return conn._core.execute(conn, cmd, data, arg)
+    finally:
+        conn._last_io = time.monotonic()
 
 
-class Pipeline:
+class Pipeline(PipelineCommands):
     """Commands collected and sent as one pipelined batch.
 
     Made by ``Connection.pipeline()``. Each method checks its arguments at
@@ -1075,59 +590,16 @@ class Pipeline:
             p.put("a").delete(7)
         p.results                # [12, None]
 
-    Commands are written up to 512 at a time (and 256 KiB unanswered) while
-    replies are read, like the ``*_many`` batches. A failed item does not
-    stop the batch: its exception instance takes its place in ``results``.
+    Every command of the Connection can be queued; its result is what that
+    method returns (``put``: the id; ``delete``: None; ...), and the by-id
+    commands also take a ``Job``. Commands are written up to 512 at a time
+    (and 256 KiB unanswered) while replies are read, like the ``*_many``
+    batches. A failed item does not stop the batch: its exception instance
+    takes its place in ``results``. Unlike ``Job.release()``, ``release``
+    and ``bury`` default to ``DEFAULT_PRIORITY``, not the job's own.
     """
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.commands: List[bytes] = []
-        self.handlers: List[Callable[..., Any]] = []
-        self.results: List[Any] = []
-
-    def _add(self, data: bytes, command: str, ok: str, value: bool = False) -> "Pipeline":
-        def handle(status: str, v: Any, body: Any) -> Any:
-            if status == ok:
-                return v if value else None
-            return _fail(command, status, v)
-        self.commands.append(data)
-        self.handlers.append(handle)
-        return self
-
-    def put(self, body: Body, priority: int = DEFAULT_PRIORITY, delay: int = 0,
-            ttr: int = DEFAULT_TTR) -> "Pipeline":
-        """Queue a ``put`` (arguments as ``Connection.put``); its result is the new job id."""
-        return self._add(encode_put(body, priority, delay, ttr, self.conn.encoding),
-                         "put", "INSERTED", True)
-
-    def delete(self, jid: JobOrId) -> "Pipeline":
-        """Queue a ``delete`` of a ``Job`` or id (up to 2**64-1); its result is None."""
-        return self._add(encode_id(b"delete ", _id_of(jid)), "delete", "DELETED")
-
-    def release(self, jid: JobOrId, priority: int = DEFAULT_PRIORITY, delay: int = 0) -> "Pipeline":
-        """Queue a ``release`` (priority 0..2**32-1, delay in seconds, as
-        ``Connection.release``); its result is None.
-
-        Unlike ``Job.release()`` and ``Connection.release_many()``, the default
-        priority is ``DEFAULT_PRIORITY``, not the job's own.
-        """
-        return self._add(b"release %d %d %d\r\n" % (
-            _jid(_id_of(jid)), check_uint("priority", priority), check_uint("delay", delay)),
-            "release", "RELEASED")
-
-    def bury(self, jid: JobOrId, priority: int = DEFAULT_PRIORITY) -> "Pipeline":
-        """Queue a ``bury`` (priority 0..2**32-1, as ``Connection.bury``); its result is None."""
-        return self._add(b"bury %d %d\r\n" % (_jid(_id_of(jid)), check_uint("priority", priority)),
-                         "bury", "BURIED")
-
-    def touch(self, jid: JobOrId) -> "Pipeline":
-        """Queue a ``touch`` of a reserved job; its result is None."""
-        return self._add(encode_id(b"touch ", _id_of(jid)), "touch", "TOUCHED")
-
-    def kick_job(self, jid: JobOrId) -> "Pipeline":
-        """Queue a ``kick-job`` of a buried or delayed job; its result is None."""
-        return self._add(encode_id(b"kick-job ", _id_of(jid)), "kick-job", "KICKED")
+    conn: Connection
 
     def execute(self) -> List[Any]:
         """Send every queued command in one pipelined batch and empty the queue.
@@ -1143,9 +615,7 @@ class Pipeline:
                 results confirmed before the loss; the commands after them
                 may or may not have been carried out.
         """
-        commands, handlers = self.commands, self.handlers
-        self.commands, self.handlers = [], []
-        self.results = self.conn._run(commands, handlers, "pipelined", False)
+        self.results = self.conn._batch(*split_items(self._take()), "pipelined", False)
         return self.results
 
     def __enter__(self) -> "Pipeline":
@@ -1154,14 +624,6 @@ class Pipeline:
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
         if exc_type is None:
             self.execute()
-
-
-def _id_of(job: JobOrId) -> int:
-    return job.jid if isinstance(job, Job) else job
-
-
-def _jid(jid: Any) -> int:
-    return check_uint("job id", jid, 2 ** 64 - 1)
 
 
 def from_url(url: str, **options: Any) -> Connection:

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
                     Set, Tuple, Union)
 
-from . import connection as _connection
+from ._impl import core as _core
 from .connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TUBE_NAME, Connection
 from .errors import CommandFailed, ConcurrentUseError, DeadlineSoon, NotFound, SocketError
 from .job import Job
@@ -370,7 +370,7 @@ def check_settings(handler: Any, tubes: Iterable[str], concurrency: Any, batch: 
     for tube in tubes:
         if not isinstance(tube, str):
             raise TypeError("tube name must be str, not %s" % type(tube).__name__)
-        _connection.check_name(tube)
+        _core.check_name(tube)
         if tube not in names:
             names.append(tube)
     if not names:

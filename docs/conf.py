@@ -46,6 +46,8 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+# job.py annotates its conn as "Connection" (a TYPE_CHECKING import): the sync one
+autodoc_type_aliases = {"Connection": "beanstalkc_fast.Connection"}
 autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

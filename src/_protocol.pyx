@@ -2,7 +2,8 @@
 """Cython core: the twin of ``beanstalkc_fast/_pyprotocol.py``, same names and
 behaviour, with the read buffer, reply parsing and pipelining in C."""
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_FromStringAndSize,
+                                PyByteArray_GET_SIZE)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
@@ -17,13 +18,15 @@ import os
 import socket
 import _socket
 
-from beanstalkc_fast.errors import (ConcurrentUseError, ConnectionBroken, SocketError,
-                                    UnexpectedResponse)
-from beanstalkc_fast._pyprotocol import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
-                                         READ_CHUNK, WRITE_CHUNK, _DONTWAIT, _UNSET, _clamp,
-                                         _prepare, _send_all, _set_timeout, check_name, send_flags,
-                                         encode_body)
-from beanstalkc_fast import _pyprotocol
+from beanstalkc_fast.errors import SocketError, UnexpectedResponse
+# what both cores share, written once (re-exported as this core's module interface)
+from beanstalkc_fast._shared import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
+                                     READ_CHUNK, WRITE_CHUNK, _UNSET, _clamp,
+                                     _prepare, _send_all, _set_timeout, check_name,
+                                     encode_body, failure, note_lost_reply, refusal, say_quit,
+                                     wake)
+from beanstalkc_fast import _shared
+from beanstalkc_fast import _pyprotocol      # the exact, slower paths (non-ASCII stats, long verbs)
 
 cdef extern from *:
     """
@@ -87,15 +90,15 @@ cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
 
 # Reply status words, the frequent first, matched by length and memcmp (no
-# allocation); entry i is (interned str, shape) with shapes as in _pyprotocol._SHAPES.
+# allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
 cdef enum:
     MAX_STATUS = 32
 _FREQUENT = ["INSERTED", "RESERVED", "DELETED", "OK", "FOUND", "TIMED_OUT", "NOT_FOUND",
              "USING", "WATCHING", "RELEASED", "BURIED", "TOUCHED", "KICKED"]
 cdef list _STATUS_BYTES = [w.encode("ascii") for w in
-                           _FREQUENT + sorted(set(_pyprotocol._SHAPES) - set(_FREQUENT))]
-cdef list _STATUS_ENTRIES = [(w.decode("ascii"), _pyprotocol._SHAPES[w.decode("ascii")])
-                             for w in _STATUS_BYTES]
+                           _FREQUENT + sorted(set(_shared._SHAPES) - set(_FREQUENT))]
+cdef list _STATUS_ENTRIES = [(intern(w.decode("ascii")), _shared._SHAPES[w.decode("ascii")])
+                             for w in _STATUS_BYTES]   # interned: "==" on the literals is "is"
 cdef const char *_status_words[MAX_STATUS]
 cdef Py_ssize_t _status_lens[MAX_STATUS]
 cdef Py_ssize_t _n_status = len(_STATUS_BYTES)
@@ -117,7 +120,7 @@ def check_uint(str name, value, maximum=MAX_UINT32):
     """``value`` as a protocol integer in 0..maximum, or TypeError/ValueError."""
     if type(value) is int and 0 <= value <= maximum:
         return value
-    return _pyprotocol.check_uint(name, value, maximum)
+    return _shared.check_uint(name, value, maximum)
 
 
 cdef unsigned long long _uint(str name, value, unsigned long long maximum) except? ULLONG_MAX:
@@ -128,7 +131,7 @@ cdef unsigned long long _uint(str name, value, unsigned long long maximum) excep
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and 0 <= v and <unsigned long long>v <= maximum:
             return <unsigned long long>v
-    return _pyprotocol.check_uint(name, value, maximum)
+    return _shared.check_uint(name, value, maximum)
 
 
 cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
@@ -244,10 +247,10 @@ cdef struct KeySlot:
     Py_ssize_t n
     char key[KEY_MAX]
     PyObject *name             # a reference held for the life of the process
-    bint fixed_str             # in _pyprotocol._STR_KEYS
+    bint fixed_str             # in _shared._STR_KEYS
 
 cdef KeySlot _key_slots[KEY_SLOTS]
-cdef frozenset _STR_KEYS = _pyprotocol._STR_KEYS
+cdef frozenset _STR_KEYS = _shared._STR_KEYS
 
 
 cdef str _key(const char *p, Py_ssize_t n, bint *fixed_str):
@@ -319,7 +322,7 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
         return False
     if _is_float(v, vlen):
         return float(line[vstart:llen])
-    return _pyprotocol._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
+    return _shared._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
 
 
 cdef class _Layout:
@@ -441,452 +444,7 @@ def _plain_socket(sock):
             and issubclass(cls, _socket.socket))
 
 
-cdef class Core:
-    """One connection's socket, read buffer and reply parser.
-
-    A plain blocking stdlib socket gets IO straight on its descriptor without
-    the GIL, with kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO) re-armed with the
-    time left after a signal; any other socket object is used through its
-    methods with Python-level timeouts, as in the twin.
-    """
-
-    cdef public object sock
-    cdef object _timeout
-    cdef public object max_body
-    cdef public object broken
-    cdef bint _busy
-    cdef bint _closing           # close() was called
-    cdef bint _released          # the socket is closed
-    cdef object _pid
-    cdef object _current         # timeout now in force on the socket
-    cdef double _wait            # _current as clamped seconds, < 0: none
-    cdef bytearray _buf
-    cdef object _view
-    cdef Py_ssize_t _pos, _end
-    cdef object _recv_into
-    cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
-    cdef bint _short             # the kernel timeouts hold what was left after a signal
-    cdef bint _at_base           # the socket timeouts are the plain per-command ones
-
-    def __init__(self, sock, timeout=None, max_body=MAX_BODY):
-        _prepare(sock)
-        self._fd = -1
-        if BSF_DIRECT_IO and _plain_socket(sock):
-            self._fd = sock.fileno()
-        self.sock = sock
-        self._timeout = timeout
-        self.max_body = max_body
-        self.broken = None
-        self._busy = False
-        self._closing = False
-        self._released = False
-        self._pid = os.getpid()
-        self._current = _UNSET
-        self._wait = -1.0
-        self._buf = bytearray(READ_CHUNK)
-        self._view = memoryview(self._buf)
-        self._pos = 0
-        self._end = 0
-        self._recv_into = sock.recv_into
-        self._apply_timeout(timeout)
-
-    @property
-    def timeout(self):
-        """The read timeout of every command (None: forever); a change
-        takes effect on the next command."""
-        return self._timeout
-
-    @timeout.setter
-    def timeout(self, value):
-        self._timeout = value
-        self._at_base = False
-
-    cdef _apply_timeout(self, seconds):
-        if seconds is not self._current and seconds != self._current:
-            clamped = _clamp(seconds)
-            if self._fd >= 0:
-                _set_timeout(self.sock, clamped)
-            else:
-                self.sock.settimeout(clamped)
-            self._current = seconds
-            self._wait = -1.0 if clamped is None else clamped
-            self._short = False
-        self._at_base = seconds == self._timeout
-
-    cdef int _io_error(self, int err, double started, double wait) except -1:
-        """Raise for a failed send/recv; return 0 to retry after a signal."""
-        if err == BSF_EINTR:
-            PyErr_CheckSignals()          # raises KeyboardInterrupt on Ctrl-C
-            if wait >= 0:
-                self._rearm(wait - (bsf_now() - started))
-            return 0
-        if err == BSF_EAGAIN or err == BSF_EWOULDBLOCK:
-            if self.sock.gettimeout() is not None:
-                # made non-blocking behind our back (conn._socket.settimeout):
-                # the descriptor's mode belongs to the core, take it back
-                self.sock.settimeout(None)
-                return 0
-            raise socket.timeout("timed out")
-        raise OSError(err, os.strerror(err))
-
-    cdef _rearm(self, double left):
-        """Kernel timeouts set to what is ``left`` of this wait (the kernel
-        restarts them from zero after EINTR); socket.timeout when nothing is.
-        The next wait restores the full timeout (see ``_restore``)."""
-        if left <= 0:
-            raise socket.timeout("timed out")
-        _set_timeout(self.sock, left)
-        self._short = True
-
-    cdef _restore(self):
-        _set_timeout(self.sock, self._wait)
-        self._short = False
-
-    cdef int _send(self, data) except -1:
-        """Send all of ``data`` (EPIPE as an error, never SIGPIPE)."""
-        cdef const char *p
-        cdef Py_ssize_t n, r
-        cdef int err = 0, fd = self._fd
-        cdef double started, wait
-        if fd < 0:
-            _send_all(self.sock, data)
-            return 0
-        if type(data) is not bytes:
-            data = bytes(data)
-        p = PyBytes_AS_STRING(data)
-        n = PyBytes_GET_SIZE(data)
-        r = bsf_send_now(fd, p, n)          # usually all of it, with no GIL round trip
-        if r > 0:
-            p += r
-            n -= r
-        elif r < 0:
-            err = bsf_errno()
-            if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK:
-                self._io_error(err, 0.0, -1.0)
-        if n == 0:
-            return 0
-        if self._short:
-            self._restore()
-        wait = self._wait
-        started = bsf_now() if wait >= 0 else 0.0
-        while n > 0:
-            with nogil:
-                r = bsf_send(fd, p, n)
-                if r < 0:
-                    err = bsf_errno()
-            if r < 0:
-                self._io_error(err, started, wait)
-            else:
-                p += r
-                n -= r
-        return 0
-
-    cdef Py_ssize_t _recv(self) except -1:
-        """Read what is available (at least one byte, 0 at EOF) after ``_end``."""
-        cdef char *p
-        cdef Py_ssize_t room, r
-        cdef int err = 0, fd = self._fd
-        cdef double wait = self._wait
-        cdef double started = 0.0
-        if fd < 0:
-            return self._recv_into(self._view[self._end:])
-        if self._short:
-            self._restore()
-        p = PyByteArray_AS_STRING(self._buf) + self._end
-        room = PyByteArray_GET_SIZE(self._buf) - self._end
-        with nogil:
-            if wait >= 0:
-                started = bsf_now()
-            while True:
-                r = bsf_recv(fd, p, room)
-                if r >= 0:
-                    return r
-                err = bsf_errno()
-                with gil:
-                    self._io_error(err, started, wait)
-
-    cdef _deadline(self, extra):
-        if extra is None or self._timeout is None:
-            return None
-        return self._timeout + extra
-
-    cdef _enter(self):
-        if self.broken is not None:
-            raise ConnectionBroken("connection is broken (%s); call reconnect()" % self.broken)
-        if self._busy:
-            raise ConcurrentUseError(
-                "connection used by two threads at once; use one Connection per thread")
-        self._busy = True
-
-    cdef inline _leave(self):
-        self._busy = False
-        if self._closing:                 # close() came from another thread meanwhile
-            self._release()
-
-    cdef _fail(self, exc):
-        """Mark broken and close the socket (so the server frees this
-        connection's reservations now); the exception to raise."""
-        self._release()
-        if self._closing and isinstance(exc, (OSError, SocketError)):
-            err = SocketError("connection closed by close() while in use")
-            err.__cause__ = exc
-            return err
-        if isinstance(exc, SocketError):
-            self.broken = str(exc)
-            return exc
-        if isinstance(exc, UnexpectedResponse):
-            self.broken = "unexpected response: %s" % (exc,)
-            return exc
-        if isinstance(exc, OSError):
-            self.broken = "socket error: %s" % (exc,)
-            err = SocketError(self.broken)
-            err.__cause__ = exc
-            return err
-        self.broken = "interrupted: %r" % (exc,)
-        return exc
-
-    cdef _release(self):
-        """Close the socket once; its descriptor number is never used again."""
-        self._fd = -1
-        if not self._released:
-            self._released = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-
-    def close(self, quit=False, reason="closed"):
-        """Close the socket; the core stays broken (see the twin)."""
-        if self.broken is None:
-            self.broken = reason
-            if quit and not self._busy:
-                try:
-                    self.sock.send(b"quit\r\n", send_flags(self.sock, _DONTWAIT))
-                except OSError:
-                    pass
-        self._closing = True
-        if self._busy and self._pid == os.getpid():
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)   # wakes a blocked recv
-            except OSError:
-                pass
-        else:
-            self._release()
-
-    def request(self, data, extra=_NO_EXTRA):
-        """Send one command, read its reply as ``(status, value, body)``."""
-        self._enter()
-        try:
-            if not self._at_base or extra is not _NO_EXTRA:
-                self._apply_timeout(self._deadline(extra))
-            self._send(data)
-            return self._read_reply()
-        except BaseException as exc:
-            raise self._fail(exc) from exc.__cause__
-        finally:
-            self._leave()
-
-    def pipeline(self, commands, list results, Py_ssize_t window=512,
-                 Py_ssize_t max_bytes=WRITE_CHUNK):
-        """Send ``commands``, appending each reply to ``results`` in order
-        (see the twin for the contract)."""
-        cdef Py_ssize_t sent = 0, done = 0, inflight = 0, size
-        cdef Py_ssize_t *sizes
-        cdef bint exhausted = False
-        cdef object pending = None
-        cdef list out = []
-        if window < 1:
-            raise ValueError("window must be at least 1")
-        deferred = None
-        self._enter()
-        sizes = <Py_ssize_t *>PyMem_Malloc(window * sizeof(Py_ssize_t))
-        try:
-            if sizes == NULL:
-                raise MemoryError()
-            self._apply_timeout(self._timeout)
-            it = iter(commands)
-            while True:
-                if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
-                    while sent - done < window:
-                        if pending is None:
-                            try:
-                                pending = next(it, None)
-                            except Exception as exc:
-                                deferred = exc
-                                while out:
-                                    out.pop()
-                                    sent -= 1
-                                    inflight -= sizes[sent % window]
-                            if pending is None:
-                                exhausted = True
-                                break
-                        size = len(pending)
-                        if sent > done and inflight + size > max_bytes:
-                            break
-                        out.append(pending)
-                        sizes[sent % window] = size
-                        inflight += size
-                        sent += 1
-                        pending = None
-                    if out:
-                        self._send(b"".join(out))
-                        del out[:]
-                if done == sent:
-                    if exhausted:
-                        break
-                    continue
-                results.append(self._read_reply())
-                inflight -= sizes[done % window]
-                done += 1
-                while done < sent and self._pos < self._end:
-                    results.append(self._read_reply())
-                    inflight -= sizes[done % window]
-                    done += 1
-        except BaseException as exc:
-            raise self._fail(exc) from exc.__cause__
-        finally:
-            self._leave()
-            PyMem_Free(sizes)
-        if deferred is not None:
-            raise deferred
-
-    cdef int _fill(self, Py_ssize_t need) except -1:
-        cdef Py_ssize_t have, size, n
-        cdef char *b
-        while self._end - self._pos < need:
-            have = self._end - self._pos
-            size = PyByteArray_GET_SIZE(self._buf)
-            if self._pos and size - self._pos < need:
-                b = PyByteArray_AS_STRING(self._buf)
-                memmove(b, b + self._pos, have)
-                self._pos = 0
-                self._end = have
-            if self._end == size:
-                self._view.release()
-                PyByteArray_Resize(self._buf, size + min(size, need - have))
-                self._view = memoryview(self._buf)
-            n = self._recv()
-            if n == 0:
-                raise SocketError("connection closed by the server")
-            self._end += n
-        return 0
-
-    cdef Py_ssize_t _read_line(self) except -1:
-        """Offset of the next line's CRLF; the line starts at ``_pos``."""
-        cdef const char *b
-        cdef const char *hit
-        cdef Py_ssize_t scanned = 0, have
-        while True:
-            b = PyByteArray_AS_STRING(self._buf)
-            have = self._end - self._pos
-            if have > scanned:
-                hit = <const char *>memchr(b + self._pos + scanned, b'\n', have - scanned)
-                if hit != NULL:
-                    if hit == b + self._pos or (hit - 1)[0] != b'\r':
-                        raise UnexpectedResponse("reply line not ended by CRLF")
-                    return (hit - b) - 1
-                scanned = have
-            if have > C_MAX_LINE:
-                raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
-            self._fill(have + 1)
-
-    cdef bytes _read_body(self, unsigned long long length):
-        cdef Py_ssize_t n, end
-        cdef const char *b
-        if length > self.max_body:
-            raise UnexpectedResponse("reply body of %d bytes exceeds %d" % (length, self.max_body))
-        n = <Py_ssize_t>length
-        self._fill(n + 2)
-        b = PyByteArray_AS_STRING(self._buf)
-        end = self._pos + n
-        if b[end] != b'\r' or b[end + 1] != b'\n':
-            raise UnexpectedResponse("reply body not followed by CRLF")
-        body = PyBytes_FromStringAndSize(b + self._pos, n)
-        self._pos = end + 2
-        if self._pos == self._end:
-            self._pos = self._end = 0
-            if PyByteArray_GET_SIZE(self._buf) > 4 * C_READ_CHUNK:
-                self._view.release()
-                PyByteArray_Resize(self._buf, C_READ_CHUNK)
-                self._view = memoryview(self._buf)
-        return body
-
-    cdef tuple _read_reply(self):
-        """One reply as ``(status, value, body)``; the line is parsed in place,
-        before a body read can move the buffer."""
-        cdef Py_ssize_t cr = self._read_line()
-        cdef const char *line = PyByteArray_AS_STRING(self._buf) + self._pos
-        cdef Py_ssize_t llen = cr - self._pos
-        cdef Py_ssize_t sp = 0, start, pos, i
-        cdef int nargs = 0, shape
-        cdef tuple entry
-        cdef unsigned long long nums[2]
-        self._pos = cr + 2
-        if self._pos == self._end:
-            self._pos = self._end = 0      # the line's bytes stay valid until the next read
-        while sp < llen and line[sp] != b' ':
-            sp += 1
-        i = _status_index(line, sp)
-        if i < 0:
-            raise UnexpectedResponse("unknown reply %r" % (line[:min(llen, 80)],))
-        entry = <tuple>_STATUS_ENTRIES[i]
-        name = entry[0]
-        shape = entry[1]
-        if shape == 0:
-            if sp < llen:
-                raise UnexpectedResponse("unexpected arguments in %r" % (line[:llen],))
-            return (name, None, None)
-        if shape == 5:
-            if sp == llen or memchr(line + sp + 1, b' ', llen - sp - 1) != NULL:
-                raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
-            return (name, check_name(line[sp + 1:llen]).decode("ascii"), None)
-        pos = sp
-        while pos < llen:                  # line[pos] is a space
-            start = pos + 1
-            pos = start
-            while pos < llen and line[pos] != b' ':
-                pos += 1
-            if nargs < 2:
-                nums[nargs] = _parse_uint(line + start, pos - start, line, llen)
-            else:
-                _parse_uint(line + start, pos - start, line, llen)
-            nargs += 1
-        if shape == 1 or shape == 2:
-            if nargs == 1:
-                return (name, PyLong_FromUnsignedLongLong(nums[0]), None)
-            if shape == 2 and nargs == 0:
-                return (name, None, None)
-        elif shape == 3:
-            if nargs == 2:
-                value = PyLong_FromUnsignedLongLong(nums[0])
-                return (name, value, self._read_body(nums[1]))
-        elif nargs == 1:
-            return (name, None, self._read_body(nums[0]))
-        raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
-
-
-cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *line,
-                                    Py_ssize_t llen) except? ULLONG_MAX:
-    """A reply's decimal integer in 0..2**64-1, else UnexpectedResponse."""
-    cdef unsigned long long v = 0, d
-    cdef Py_ssize_t i
-    if n == 0 or n > 20:
-        raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
-    for i in range(n):
-        if p[i] < b'0' or p[i] > b'9':
-            raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
-    for i in range(n):
-        d = <unsigned long long>(p[i] - 48)
-        if v > (ULLONG_MAX - d) // 10:
-            raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
-        v = v * 10 + d
-    return v
-
-
 # -- sans-IO reply reader (twin: _pyprotocol.Reader) ------------------------------
-
-from cpython.bytearray cimport PyByteArray_FromStringAndSize
-
 
 cdef class Reader:
     """Sans-IO reply reader: owns the read buffer and turns the bytes received
@@ -985,7 +543,9 @@ cdef class Reader:
                 if self._pos == self._end:
                     self._pos = self._end = 0
                 self._need = 1
-                return (self._h_name, self._h_value, None)
+                reply = (self._h_name, self._h_value, None)
+                self._h_value = None           # keep no reference to what was handed out
+                return reply
             if self._h_len > self.max_body:
                 raise UnexpectedResponse("reply body of %d bytes exceeds %d"
                                          % (self._h_len, self.max_body))
@@ -1009,7 +569,9 @@ cdef class Reader:
         self._need = 1
         if self._pos == self._end:
             self._pos = self._end = 0
-        return (self._h_name, self._h_value, body)
+        reply = (self._h_name, self._h_value, body)
+        self._h_value = None
+        return reply
 
     cdef int _parse_head(self, const char *line, Py_ssize_t llen) except -1:
         """Parse a reply line into _h_name/_h_value/_h_len; 1 when a body follows."""
@@ -1061,3 +623,364 @@ cdef class Reader:
             self._h_len = nums[0]
             return 1
         raise UnexpectedResponse("malformed reply %r" % (line[:llen],))
+
+
+cdef class Core:
+    """One connection's socket, read buffer and reply parser.
+
+    A plain blocking stdlib socket gets IO straight on its descriptor without
+    the GIL, with kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO) re-armed with the
+    time left after a signal; any other socket object is used through its
+    methods with Python-level timeouts, as in the twin.
+    """
+
+    cdef public object sock
+    cdef object _timeout
+    cdef Reader _reader          # the read buffer and the reply parser
+    cdef public object broken
+    cdef bint _busy
+    cdef bint _closing           # close() was called
+    cdef bint _released          # the socket is closed
+    cdef object _pid
+    cdef object _current         # timeout now in force on the socket
+    cdef double _wait            # _current as clamped seconds, < 0: none
+    cdef object _recv_into
+    cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
+    cdef bint _short             # the kernel timeouts hold what was left after a signal
+    cdef bint _at_base           # the socket timeouts are the plain per-command ones
+
+    def __init__(self, sock, timeout=None, max_body=MAX_BODY):
+        _prepare(sock)
+        self._fd = -1
+        if BSF_DIRECT_IO and _plain_socket(sock):
+            self._fd = sock.fileno()
+        self.sock = sock
+        self._timeout = timeout
+        self._reader = Reader(max_body)
+        self.broken = None
+        self._busy = False
+        self._closing = False
+        self._released = False
+        self._pid = os.getpid()
+        self._current = _UNSET
+        self._wait = -1.0
+        self._recv_into = sock.recv_into
+        self._apply_timeout(timeout)
+
+    @property
+    def max_body(self):
+        """The largest reply body accepted (the reader's limit)."""
+        return self._reader.max_body
+
+    @max_body.setter
+    def max_body(self, value):
+        self._reader.max_body = value
+
+    @property
+    def timeout(self):
+        """The read timeout of every command (None: forever); a change
+        takes effect on the next command."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self._timeout = value
+        self._at_base = False
+
+    cdef _apply_timeout(self, seconds):
+        if seconds is not self._current and seconds != self._current:
+            clamped = _clamp(seconds)
+            if self._fd >= 0:
+                _set_timeout(self.sock, clamped)
+            else:
+                self.sock.settimeout(clamped)
+            self._current = seconds
+            self._wait = -1.0 if clamped is None else clamped
+            self._short = False
+        self._at_base = seconds == self._timeout
+
+    cdef int _io_error(self, int err, double started, double wait) except -1:
+        """Raise for a failed send/recv; return 0 to retry after a signal."""
+        if err == BSF_EINTR:
+            PyErr_CheckSignals()          # raises KeyboardInterrupt on Ctrl-C
+            if wait >= 0:
+                self._rearm(wait - (bsf_now() - started))
+            return 0
+        if err == BSF_EAGAIN or err == BSF_EWOULDBLOCK:
+            if self.sock.gettimeout() is not None:
+                # made non-blocking behind our back (conn._socket.settimeout):
+                # the descriptor's mode belongs to the core, take it back
+                self.sock.settimeout(None)
+                return 0
+            raise socket.timeout("timed out")
+        raise OSError(err, os.strerror(err))
+
+    cdef _rearm(self, double left):
+        """Kernel timeouts set to what is ``left`` of this wait (the kernel
+        restarts them from zero after EINTR); socket.timeout when nothing is.
+        The next wait restores the full timeout (see ``_restore``)."""
+        if left <= 0:
+            raise socket.timeout("timed out")
+        _set_timeout(self.sock, left)
+        self._short = True
+
+    cdef _restore(self):
+        _set_timeout(self.sock, self._wait)
+        self._short = False
+
+    cdef int _send(self, data) except -1:
+        """Send all of ``data`` (EPIPE as an error, never SIGPIPE)."""
+        cdef const char *p
+        cdef Py_ssize_t n, r
+        cdef int err = 0, fd = self._fd
+        cdef double started, wait
+        if fd < 0:
+            _send_all(self.sock, data)
+            return 0
+        if type(data) is not bytes:
+            data = bytes(data)
+        p = PyBytes_AS_STRING(data)
+        n = PyBytes_GET_SIZE(data)
+        r = bsf_send_now(fd, p, n)          # usually all of it, with no GIL round trip
+        if r > 0:
+            p += r
+            n -= r
+        elif r < 0:
+            err = bsf_errno()
+            if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK:
+                self._io_error(err, 0.0, -1.0)
+        if n == 0:
+            return 0
+        if self._short:
+            self._restore()
+        wait = self._wait
+        started = bsf_now() if wait >= 0 else 0.0
+        while n > 0:
+            with nogil:
+                r = bsf_send(fd, p, n)
+                if r < 0:
+                    err = bsf_errno()
+            if r < 0:
+                self._io_error(err, started, wait)
+            else:
+                p += r
+                n -= r
+        return 0
+
+    cdef Py_ssize_t _recv(self) except -1:
+        """Read what is available (at least one byte, 0 at EOF) into the
+        reader's free space; the reader is told of it by the caller."""
+        cdef char *p
+        cdef Py_ssize_t room, r
+        cdef int err = 0, fd = self._fd
+        cdef double wait = self._wait
+        cdef double started = 0.0
+        cdef Reader reader = self._reader
+        if fd < 0:
+            view = reader.get_buffer(-1)
+            try:
+                return self._recv_into(view)
+            finally:
+                view.release()
+        if self._short:
+            self._restore()
+        reader._make_room()
+        p = PyByteArray_AS_STRING(reader._buf) + reader._end
+        room = PyByteArray_GET_SIZE(reader._buf) - reader._end
+        with nogil:
+            if wait >= 0:
+                started = bsf_now()
+            while True:
+                r = bsf_recv(fd, p, room)
+                if r >= 0:
+                    return r
+                err = bsf_errno()
+                with gil:
+                    self._io_error(err, started, wait)
+
+    cdef _deadline(self, extra):
+        if extra is None or self._timeout is None:
+            return None
+        return self._timeout + extra
+
+    cdef _enter(self):
+        if self.broken is not None or self._busy:
+            raise refusal(self.broken)
+        self._busy = True
+
+    cdef inline _leave(self):
+        self._busy = False
+        if self._closing:                 # close() came from another thread meanwhile
+            self._release()
+
+    cdef _fail(self, exc):
+        """Mark broken and close the socket (so the server frees this
+        connection's reservations now); the exception to raise."""
+        self._release()
+        reason, err = failure(exc, self._closing)
+        if reason is not None:
+            self.broken = reason
+        return err
+
+    cdef _release(self):
+        """Close the socket once; its descriptor number is never used again."""
+        self._fd = -1
+        if not self._released:
+            self._released = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def close(self, quit=False, reason="closed"):
+        """Close the socket; the core stays broken (see the twin)."""
+        if self.broken is None:
+            self.broken = reason
+            if quit and not self._busy:
+                say_quit(self.sock)
+        self._closing = True
+        if self._busy and self._pid == os.getpid():
+            wake(self.sock)                    # the blocked call releases the socket
+        else:
+            self._release()
+
+    def request(self, data, extra=_NO_EXTRA):
+        """Send one command, read its reply as ``(status, value, body)``."""
+        return self._request(data, extra, None)
+
+    cdef tuple _request(self, data, extra, lost):
+        """``request``; a SocketError gets the note ``lost`` (what the lost
+        reply leaves unknown) when given."""
+        self._enter()
+        try:
+            if not self._at_base or extra is not _NO_EXTRA:
+                self._apply_timeout(self._deadline(extra))
+            self._send(data)
+            return self._read_reply()
+        except BaseException as exc:
+            err = self._fail(exc)
+            if lost:
+                note_lost_reply(err, lost)
+            raise err from exc.__cause__
+        finally:
+            self._leave()
+
+    def pipeline(self, commands, list results, Py_ssize_t window=512,
+                 Py_ssize_t max_bytes=WRITE_CHUNK):
+        """Send ``commands``, appending each reply to ``results`` in order
+        (see the twin for the contract)."""
+        cdef Py_ssize_t sent = 0, done = 0, inflight = 0, size
+        cdef Py_ssize_t *sizes
+        cdef bint exhausted = False
+        cdef object pending = None
+        cdef list out = []
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        deferred = None
+        self._enter()
+        sizes = <Py_ssize_t *>PyMem_Malloc(window * sizeof(Py_ssize_t))
+        try:
+            if sizes == NULL:
+                raise MemoryError()
+            self._apply_timeout(self._timeout)
+            it = iter(commands)
+            while True:
+                if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
+                    while sent - done < window:
+                        if pending is None:
+                            try:
+                                pending = next(it, None)
+                            except Exception as exc:
+                                deferred = exc
+                                while out:
+                                    out.pop()
+                                    sent -= 1
+                                    inflight -= sizes[sent % window]
+                            if pending is None:
+                                exhausted = True
+                                break
+                        size = len(pending)
+                        if sent > done and inflight + size > max_bytes:
+                            break
+                        out.append(pending)
+                        sizes[sent % window] = size
+                        inflight += size
+                        sent += 1
+                        pending = None
+                    if out:
+                        self._send(b"".join(out))
+                        del out[:]
+                if done == sent:
+                    if exhausted:
+                        break
+                    continue
+                results.append(self._read_reply())
+                inflight -= sizes[done % window]
+                done += 1
+                while done < sent and self._reader._end > self._reader._pos:
+                    results.append(self._read_reply())
+                    inflight -= sizes[done % window]
+                    done += 1
+        except BaseException as exc:
+            raise self._fail(exc) from exc.__cause__
+        finally:
+            self._leave()
+            PyMem_Free(sizes)
+        if deferred is not None:
+            raise deferred
+
+    cdef tuple _read_reply(self):
+        """One reply, receiving straight into the reader's buffer until it is complete."""
+        cdef Reader reader = self._reader
+        cdef Py_ssize_t n
+        while True:
+            reply = reader._next()
+            if reply is not None:
+                return <tuple>reply
+            n = self._recv()
+            if n == 0:
+                raise SocketError("connection closed by the server")
+            reader._end += n
+
+    def execute(self, conn, cmd, data, arg=None):
+        """Send one command for ``conn`` and return its result as ``cmd`` (a
+        ``commands.Command``) defines it (see the twin). The usual results
+        (a value, None, a Job) are made here; the others by ``cmd.finish``."""
+        cdef tuple reply, c
+        cdef object kind
+        if not isinstance(cmd, tuple):
+            raise TypeError("cmd must be a commands.Command")
+        c = <tuple>cmd                     # (ok, kind, wait, lost, ...)
+        wait = c[2]
+        if wait == 0:                      # WAIT_NONE
+            reply = self._request(data, _NO_EXTRA, c[3])
+        else:                              # WAIT_ARG: arg seconds; WAIT_FOREVER: None
+            reply = self._request(data, arg if wait == 1 else None, c[3])
+        status = reply[0]
+        if status == c[0]:
+            kind = c[1]
+            if kind == 0:                  # VALUE
+                return reply[1]
+            if kind == 1:                  # NOTHING
+                return None
+            if kind == 2 or kind == 3:     # RESERVED, PEEKED
+                return conn._job_type(conn, reply[1], reply[2], kind == 2, conn.encoding)
+        return cmd.finish(status, reply[1], reply[2], conn, arg)
+
+
+cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *line,
+                                    Py_ssize_t llen) except? ULLONG_MAX:
+    """A reply's decimal integer in 0..2**64-1, else UnexpectedResponse."""
+    cdef unsigned long long v = 0, d
+    cdef Py_ssize_t i
+    if n == 0 or n > 20:
+        raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
+    for i in range(n):
+        if p[i] < b'0' or p[i] > b'9':
+            raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
+    for i in range(n):
+        d = <unsigned long long>(p[i] - 48)
+        if v > (ULLONG_MAX - d) // 10:
+            raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
+        v = v * 10 + d
+    return v

@@ -13,7 +13,6 @@ import uuid
 import pytest
 
 import beanstalkc_fast
-import beanstalkc_fast.connection as connection_module
 
 MAX_JOB_SIZE = 4194304
 CORE_NAMES = ["cython", "python"]
@@ -116,20 +115,15 @@ def both_cores():
     return load_core("python"), load_core("cython")
 
 
-def patch_core(monkeypatch, core_module):
-    monkeypatch.setattr(connection_module, "_core", core_module)
-    for name in ("check_uint", "check_name", "encode_put", "encode_id", "parse_yaml"):
-        monkeypatch.setattr(connection_module, name, getattr(core_module, name))
-
-
 @pytest.fixture
-def make_conn(core, monkeypatch):
-    """Factory of Connections (on any port) that use the chosen core."""
-    patch_core(monkeypatch, core)
+def make_conn(core):
+    """Factory of Connections (on any port) that use the chosen core (handed
+    to each connection: ``Connection(core=...)``)."""
     made = []
 
     def make(port, **kwargs):
         kwargs.setdefault("host", "127.0.0.1")
+        kwargs.setdefault("core", core)
         c = beanstalkc_fast.Connection(port=port, **kwargs)
         made.append(c)
         return c

@@ -317,7 +317,7 @@ def test_random_cancellations_keep_the_connection_in_step(arun, plan):
 
         tasks = [asyncio.ensure_future(op(kind)) for kind, _ in plan]
         cancels = [asyncio.ensure_future(cancel_later(t, steps))
-                   for t, (_, steps) in zip(tasks, plan) if steps is not None]
+                   for t, (_, steps) in zip(tasks, plan) if steps is not None]  # noqa: B905
         results = await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*cancels)
         held = []

@@ -8,7 +8,6 @@ import threading
 import pytest
 
 import beanstalkc_fast
-import beanstalkc_fast.connection as connection_module
 from beanstalkc_fast import CommandFailed, Connection, Job, NotFound, SocketError
 from conftest import free_port
 
@@ -230,17 +229,17 @@ def test_reprs(conn, server):
 
 def test_reserve_float_timeout_sends_truncated_and_waits_that(conn):
     try:
-        connection_module.check_uint("timeout", 0.5)
+        conn._impl.check_uint("timeout", 0.5)
     except TypeError:
         pytest.skip("this core's check_uint does not take floats yet")
     sent = []
-    request = conn._request
+    execute = conn._run
 
-    def spy(data, extra=0.0):
-        sent.append((data, extra))
-        return request(data, extra)
+    def spy(c, cmd, data, arg=None):
+        sent.append((data, cmd.extra(arg)))
+        return execute(c, cmd, data, arg)
 
-    conn._request = spy
+    conn._run = spy
     assert conn.reserve(timeout=1.9) is None
     assert sent == [(b"reserve-with-timeout 1\r\n", 1)]
 

@@ -186,11 +186,20 @@ def test_examples_are_found():
 
 @needs_docs
 def test_every_public_name_in_the_api_reference():
+    import beanstalkc_fast.asyncio
     with open(os.path.join(ROOT, "docs", "api.md"), encoding="utf-8") as f:
-        # top-level names only (beanstalkc_fast.worker.Release is documented beside Worker)
-        documented = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.(\w+)$", f.read(), re.M))
+        text = f.read()
+    # top-level names only (beanstalkc_fast.worker.Release is documented beside Worker)
+    documented = set(re.findall(r"^\.\. auto(?!module)\w+:: beanstalkc_fast\.(\w+)\s*$",
+                                text, re.M))
     assert set(beanstalkc_fast.__all__) - documented == set()
     assert documented - set(beanstalkc_fast.__all__) == set()
+    pages = "".join(open(os.path.join(ROOT, "docs", name), encoding="utf-8").read()
+                    for name in sorted(os.listdir(os.path.join(ROOT, "docs")))
+                    if name.endswith(".md"))
+    in_asyncio = set(re.findall(r"^\.\. auto\w+:: beanstalkc_fast\.asyncio\.(\w+)\s*$", pages,
+                                re.M))
+    assert in_asyncio == set(beanstalkc_fast.asyncio.__all__)
 
 
 @pytest.fixture(params=["cython", "python"], ids=["cython-core", "python-core"])

@@ -18,7 +18,7 @@ import pytest
 from beanstalkc_fast import _interface
 
 # module-level class in a core -> the Protocol its instances follow
-INSTANCE_PROTOCOLS = {"Core": _interface.CoreConnection}
+INSTANCE_PROTOCOLS = {"Core": _interface.CoreConnection, "Reader": _interface.ReplyReader}
 
 
 def _members(proto):

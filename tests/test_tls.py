@@ -1,6 +1,7 @@
 """TLS through a real stunnel in front of the suite's beanstalkd, with
 certificates generated here by the ``openssl`` command (both cores)."""
 
+import functools
 import os
 import select
 import signal
@@ -170,12 +171,11 @@ def test_bad_ssl_arguments_are_value_errors(make_conn, tunnel):
 
 
 def test_from_url_beanstalks_with_files(tunnel, core, monkeypatch, tube):
-    from conftest import patch_core
-    patch_core(monkeypatch, core)
+    from_url = functools.partial(beanstalkc_fast.from_url, core=core)
     url = ("beanstalks://localhost:%d/%s?ca_file=%s&cert_file=%s&key_file=%s&socket_timeout=5"
            % (tunnel.ports["mtls"], tube, tunnel.path("ca.pem"), tunnel.path("client.pem"),
               tunnel.path("client.key")))
-    c = beanstalkc_fast.from_url(url)
+    c = from_url(url)
     try:
         assert isinstance(c._socket, ssl.SSLSocket)
         assert (c.using(), c.watching()) == (tube, [tube])
@@ -187,16 +187,15 @@ def test_from_url_beanstalks_with_files(tunnel, core, monkeypatch, tube):
 
 
 def test_from_url_beanstalks_with_context_keyword(tunnel, core, monkeypatch):
-    from conftest import patch_core
-    patch_core(monkeypatch, core)
-    c = beanstalkc_fast.from_url("beanstalks://127.0.0.1:%d?server_hostname=wrong.example"
-                                 % tunnel.ports["wronghost"], ssl=tunnel.context())
+    from_url = functools.partial(beanstalkc_fast.from_url, core=core)
+    c = from_url("beanstalks://127.0.0.1:%d?server_hostname=wrong.example"
+                 % tunnel.ports["wronghost"], ssl=tunnel.context())
     try:
         assert c.using() == "default"
     finally:
         c.close()
     with pytest.raises(SocketError, match="certificate verify failed"):
-        beanstalkc_fast.from_url("beanstalks://localhost:%d" % tunnel.ports["valid"])
+        from_url("beanstalks://localhost:%d" % tunnel.ports["valid"])
 
 
 def test_tls_peer_gone(tunnel):

@@ -1,6 +1,8 @@
 """URLs: the parsing table (valid and invalid), then from_url end to end
 against the suite's beanstalkd and a unix-socket beanstalkd (both cores)."""
 
+import functools
+
 import pytest
 
 import beanstalkc_fast
@@ -128,10 +130,9 @@ def test_connection_kwargs():
 
 
 def test_from_url_tube_in_path(core, monkeypatch, server, tube):
-    from conftest import patch_core
-    patch_core(monkeypatch, core)
-    c = beanstalkc_fast.from_url("beanstalk://127.0.0.1:%d/%s?socket_timeout=5&encoding=none"
-                                 % (server.port, tube))
+    from_url = functools.partial(beanstalkc_fast.from_url, core=core)
+    c = from_url("beanstalk://127.0.0.1:%d/%s?socket_timeout=5&encoding=none"
+                 % (server.port, tube))
     try:
         assert (c.using(), c.watching()) == (tube, [tube])
         assert c.socket_timeout == 5
@@ -146,10 +147,9 @@ def test_from_url_tube_in_path(core, monkeypatch, server, tube):
 
 
 def test_from_url_default_tube_and_keyword_options(core, monkeypatch, server):
-    from conftest import patch_core
-    patch_core(monkeypatch, core)
-    c = beanstalkc_fast.from_url("beanstalk://127.0.0.1:%d/default?auto_reconnect=true"
-                                 % server.port, socket_timeout=7)
+    from_url = functools.partial(beanstalkc_fast.from_url, core=core)
+    c = from_url("beanstalk://127.0.0.1:%d/default?auto_reconnect=true"
+                 % server.port, socket_timeout=7)
     try:
         assert (c.using(), c.watching()) == ("default", ["default"])
         assert c.auto_reconnect is True and c.socket_timeout == 7
@@ -158,16 +158,14 @@ def test_from_url_default_tube_and_keyword_options(core, monkeypatch, server):
 
 
 def test_from_url_refused_is_a_socket_error(core, monkeypatch):
-    from conftest import free_port, patch_core
-    patch_core(monkeypatch, core)
+    from conftest import free_port
     with pytest.raises(beanstalkc_fast.SocketError):
-        beanstalkc_fast.from_url("beanstalk://127.0.0.1:%d" % free_port())
+        beanstalkc_fast.from_url("beanstalk://127.0.0.1:%d" % free_port(), core=core)
 
 
 def test_from_url_unix_socket(core, monkeypatch, unix_server, tube):  # noqa: F811
-    from conftest import patch_core
-    patch_core(monkeypatch, core)
-    c = beanstalkc_fast.from_url("unix://%s?tube=%s" % (unix_server, tube))
+    from_url = functools.partial(beanstalkc_fast.from_url, core=core)
+    c = from_url("unix://%s?tube=%s" % (unix_server, tube))
     try:
         assert c.unix_socket == unix_server
         assert (c.using(), c.watching()) == (tube, [tube])
@@ -182,7 +180,6 @@ def test_from_url_unix_socket(core, monkeypatch, unix_server, tube):  # noqa: F8
                                  "beanstalk://127.0.0.1:1?keepalive_idle=99999"])
 def test_from_url_bad_input_raises_before_connecting(core, monkeypatch, url):
     """Port 1 has no server: a ValueError (not SocketError) proves nothing was tried."""
-    from conftest import patch_core
-    patch_core(monkeypatch, core)
+    from_url = functools.partial(beanstalkc_fast.from_url, core=core)
     with pytest.raises(ValueError):
-        beanstalkc_fast.from_url(url)
+        from_url(url)
