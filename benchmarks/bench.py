@@ -1,7 +1,8 @@
 """Throughput and client CPU per op of beanstalkc_fast (Cython core and pure-Python
-core), the peer clients (greenstalk) and the project's own minimal C client
-(benchmarks/refclient.c), side by side in one run against one beanstalkd,
-interleaved round-robin, median of --repeat measurements, ratios to the C client.
+core; sync and asyncio), the peer clients (greenstalk; aiostalk for asyncio) and the
+project's own minimal C client (benchmarks/refclient.c), side by side in one run
+against one beanstalkd, interleaved round-robin, median of --repeat measurements,
+ratios to the C client (asyncio workloads: to its pipelined rate, in a second table).
 
     python benchmarks/bench.py [--seconds 0.7] [--repeat 3] [--pin] [--quick]
                                [--no-peers] [--no-chart] [--publish]
