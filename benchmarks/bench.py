@@ -693,9 +693,9 @@ ASYNC_LEGEND = (
     "asyncio (beanstalkc_fast.asyncio; aiostalk): aput = sequential awaited put, aputuv = aput on "
     "uvloop, agather = single puts issued concurrently %d at a time on one connection, aput_many = "
     "put_many, ares_many = reserve_many(%d, timeout=0) + delete_many. \"ratio to C\" is to the C "
-    "client's pipelined rate (pput; ares_many: pres); \"to aiostalk aput\" divides by aiostalk's "
-    "sequential put; \"to sync put\" divides by the same client's sync put (aiostalk: "
-    "greenstalk's), when put ran too."
+    "client's pipelined rate (pput; ares_many: pres); \"to aiostalk\" divides by aiostalk's "
+    "row of the same workload (aput, aputuv), else by its sequential put (aput); \"to sync "
+    "put\" divides by the same client's sync put (aiostalk: greenstalk's), when put ran too."
     % (GATHER, BATCH))
 
 
@@ -708,13 +708,14 @@ def _optional(client: str) -> bool:
 
 def atable(cells: Cells, skipped: Dict[Tuple[str, str], str], workloads: List[str],
            clients: List[str]) -> str:
-    """The asyncio workloads' table: ratios to the pipelined C client, to aiostalk's
-    sequential put and (aput, aputuv) to the client's own sync put; skipped rows say why."""
+    """The asyncio workloads' table: ratios to the pipelined C client, to aiostalk (its
+    row of the same workload, else its sequential put) and (aput, aputuv) to the client's
+    own sync put; skipped rows say why."""
     out = [("| workload | client | ops/s | ratio to C pipelined | CPU µs/op | CPU ratio to C "
-            "| to aiostalk aput | to sync put |"),
+            "| to aiostalk | to sync put |"),
            "|---|---|---:|---:|---:|---:|---:|---:|"]
-    peer = cells.get(("aput", "aiostalk"))
     for w in workloads:
+        peer = cells.get((w, "aiostalk")) or cells.get(("aput", "aiostalk"))
         for cl in clients + [c for c in PEERS if c not in clients and _optional(c)]:
             cell = cells.get((w, cl))
             if cell is None:
