@@ -77,7 +77,7 @@ docs: $(USE_VENV)
 	@echo "docs: $(DOCS_BUILD)/html/index.html"
 
 # Builds the C reference client (cc -O2, benchmarks/build/), installs missing peers and matplotlib
-# into .venv-bench/, runs the benchmark (~2 min). BENCH_ARGS=--quick for a smoke run; see
+# into .venv-bench/, runs the benchmark (~3 min). BENCH_ARGS=--quick for a smoke run; see
 # benchmarks/README.md for the other options.
 bench: build beanstalkd
 	$(PYTHON) benchmarks/bench.py $(BENCH_ARGS)

@@ -1,7 +1,8 @@
 """Throughput and client CPU per op of beanstalkc_fast (Cython core and pure-Python
-core), the peer clients (greenstalk) and the project's own minimal C client
-(benchmarks/refclient.c), side by side in one run against one beanstalkd,
-interleaved round-robin, median of --repeat measurements, ratios to the C client.
+core; sync and asyncio), the peer clients (greenstalk; aiostalk for asyncio) and the
+project's own minimal C client (benchmarks/refclient.c), side by side in one run
+against one beanstalkd, interleaved round-robin, median of --repeat measurements,
+ratios to the C client (asyncio workloads: to its pipelined rate, in a second table).
 
     python benchmarks/bench.py [--seconds 0.7] [--repeat 3] [--pin] [--quick]
                                [--no-peers] [--no-chart] [--publish]
@@ -19,6 +20,7 @@ table goes to stdout and, with the JSON and the chart, to benchmarks/results/run
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -39,7 +41,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -54,15 +56,25 @@ VENV = ROOT / ".venv-bench" / ("%s-%d.%d-%s" % (
 
 SYNC_WORKLOADS = ("put", "resdel", "cycle", "put64k", "stats")
 BATCH_WORKLOADS = ("pput", "pres")
-WORKLOADS = list(SYNC_WORKLOADS + BATCH_WORKLOADS)
+# asyncio (beanstalkc_fast.asyncio, aiostalk): aput = sequential awaited put (aputuv: the same
+# on uvloop), agather = single puts issued concurrently GATHER at a time on one connection,
+# aput_many = put_many, ares_many = reserve_many + delete_many. Their C reference is the
+# pipelined C client (pput; ares_many: pres), the limit for an asyncio client.
+ASYNC_WORKLOADS = ("aput", "aputuv", "agather", "aput_many", "ares_many")
+ASYNC_BATCH_WORKLOADS = ("aput_many", "ares_many")
+WORKLOADS = list(SYNC_WORKLOADS + BATCH_WORKLOADS + ASYNC_WORKLOADS)
 PUT_WORKLOADS = ("put", "put64k", "pput")
 # workload -> (refclient workload, body bytes)
 C_WORKLOADS = {"put": ("put", 100), "resdel": ("resdel", 100), "cycle": ("cycle", 100),
                "put64k": ("put", 65536), "stats": ("stats", 100),
-               "pput": ("pput", 100), "pres": ("pres", 100)}
+               "pput": ("pput", 100), "pres": ("pres", 100),
+               "aput": ("pput", 100), "aputuv": ("pput", 100), "agather": ("pput", 100),
+               "aput_many": ("pput", 100), "ares_many": ("pres", 100)}
 # ops per calibration probe; --quick measures once with these sizes, uncalibrated
 PROBE_N = {"put": 500, "resdel": 500, "cycle": 300, "put64k": 200, "stats": 500,
-           "pput": 5000, "pres": 5000}
+           "pput": 5000, "pres": 5000,
+           "aput": 500, "aputuv": 500, "agather": 5000, "aput_many": 5000, "ares_many": 5000}
+GATHER = 1000                # agather: puts in flight per asyncio.gather
 MIN_N = 200
 BATCH = 512                  # pipelining window and batch size (C: -W/-B)
 SEGMENT_BYTES = 128 << 20    # put workloads drain (untimed) every 128 MiB, like the C client
@@ -77,13 +89,15 @@ class Peer:
     module: str                   # import name
     requirement: str              # pip requirement
     workloads: Tuple[str, ...]    # the workloads it can run (others are skipped)
+    optional: bool = False        # when it fails to install or to run, its rows say "skipped"
 
 
-# Peers by client name. An asyncio peer (aiostalk) joins here with its asyncio workloads:
-# a Peer entry, a connect function in CONNECT, its workloads in WORKLOADS/C_WORKLOADS/PROBE_N
-# and their runners in RUNNERS (an async runner wraps asyncio.run around its timed loop).
+# Peers by client name: a Peer entry, a connect function in CONNECT (ACONNECT for asyncio),
+# and runners in RUNNERS (ARUNNERS). aiostalk has no batch API and serializes nothing: its
+# concurrent calls on one connection would race for the reply stream, so no agather row.
 PEERS: Dict[str, Peer] = {
     "greenstalk": Peer("greenstalk", "greenstalk", SYNC_WORKLOADS),
+    "aiostalk": Peer("aiostalk", "aiostalk", ("aput", "aputuv"), optional=True),
 }
 CHART = ("matplotlib", "matplotlib")          # optional: the chart (import name, requirement)
 CLIENTS = ["C", *CORES, *PEERS]
@@ -284,9 +298,139 @@ RUNNERS: Dict[str, Callable[[str, Any, int, bytes], _Timer]] = {
 }
 
 
+# --- asyncio workloads: the same measurements, each inside one event loop ---
+
+async def _aconnect_core(impl: str, port: int, tube: str) -> Any:
+    import beanstalkc_fast.asyncio as aio
+    core = importlib.import_module(
+        "beanstalkc_fast._protocol" if impl == "cython" else "beanstalkc_fast._pyprotocol")
+    c = await aio.connect("127.0.0.1", port, encoding=None, core=core)
+    await c.use(tube)
+    await c.watch(tube)
+    await c.ignore("default")
+    return c
+
+
+async def _aconnect_aiostalk(impl: str, port: int, tube: str) -> Any:
+    aiostalk: Any = importlib.import_module("aiostalk")  # optional: may be missing for mypy
+    c = aiostalk.Client(("127.0.0.1", port), encoding=None, use=tube, watch=tube)
+    await c.connect()
+    return c
+
+
+ACONNECT: Dict[str, Callable[[str, int, str], Awaitable[Any]]] = {
+    "cython": _aconnect_core, "python": _aconnect_core, "aiostalk": _aconnect_aiostalk,
+}
+
+
+async def _adrain(impl: str, c: Any) -> int:
+    """Untimed: delete every ready job of the watched tube; returns the count."""
+    count = 0
+    if impl == "aiostalk":
+        import greenstalk  # aiostalk raises greenstalk's errors
+        while True:
+            try:
+                job = await c.reserve(timeout=0)
+            except greenstalk.TimedOutError:
+                return count
+            await c.delete(job)
+            count += 1
+    while True:
+        jobs = await c.reserve_many(BATCH, timeout=0)
+        if not jobs:
+            return count
+        await c.delete_many(jobs)
+        count += len(jobs)
+
+
+async def _arun_put(impl: str, c: Any, n: int, body: bytes, mode: str) -> _Timer:
+    """mode: "seq" (awaited one by one), "gather" (GATHER concurrent puts), "many" (put_many)."""
+    timer = _Timer()
+    seg = max(1, SEGMENT_BYTES // len(body))
+    left = n
+    put = c.put
+    while left:
+        k = min(left, seg)
+        if mode == "many":
+            bodies = [body] * k
+            with timer:
+                ids = await c.put_many(bodies)
+            if len(ids) != k:
+                raise SystemExit("put_many returned %d ids for %d bodies" % (len(ids), k))
+        elif mode == "gather":
+            with timer:
+                done = 0
+                while done < k:
+                    g = min(GATHER, k - done)
+                    await asyncio.gather(*[put(body) for _ in range(g)])
+                    done += g
+        else:
+            with timer:
+                for _ in range(k):
+                    await put(body)
+        drained = await _adrain(impl, c)
+        if drained != k:
+            raise SystemExit("drained %d jobs, expected %d" % (drained, k))
+        left -= k
+    return timer
+
+
+async def _arun_res_many(impl: str, c: Any, n: int, body: bytes) -> _Timer:
+    left = n
+    while left:  # untimed prefill
+        k = min(left, 10000)
+        await c.put_many([body] * k)
+        left -= k
+    timer = _Timer()
+    reserve_many, delete_many = c.reserve_many, c.delete_many
+    left = n
+    with timer:
+        while left:
+            jobs = await reserve_many(min(BATCH, left), timeout=0)
+            if not jobs:
+                break
+            await delete_many(jobs)
+            left -= len(jobs)
+    if left:
+        raise SystemExit("ares_many: %d prefilled jobs missing" % left)
+    return timer
+
+
+ARUNNERS: Dict[str, Callable[[str, Any, int, bytes], Awaitable[_Timer]]] = {
+    "aput": lambda impl, c, n, body: _arun_put(impl, c, n, body, "seq"),
+    "aputuv": lambda impl, c, n, body: _arun_put(impl, c, n, body, "seq"),
+    "agather": lambda impl, c, n, body: _arun_put(impl, c, n, body, "gather"),
+    "aput_many": lambda impl, c, n, body: _arun_put(impl, c, n, body, "many"),
+    "ares_many": _arun_res_many,
+}
+
+
+async def _aworker(impl: str, port: int, workload: str, n: int, tube: str) -> Optional[_Timer]:
+    c = await ACONNECT[impl](impl, port, tube)
+    if workload in ASYNC_BATCH_WORKLOADS and not _has_batch(c):
+        await c.close()
+        return None
+    timer = await ARUNNERS[workload](impl, c, n, b"x" * body_size(workload))
+    await _adrain(impl, c)  # leave the tube empty whatever happened
+    await c.close()
+    return timer
+
+
 def worker(impl: str, port: int, workload: str, n: int) -> None:
     """Run one measurement of n ops; print one JSON line."""
     tube = "bench-%s-%s-%s" % (workload, impl, uuid.uuid4().hex[:10])
+    if workload in ASYNC_WORKLOADS:
+        if workload == "aputuv":
+            import uvloop
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        atimer = asyncio.run(_aworker(impl, port, workload, n, tube))
+        if atimer is None:
+            print(json.dumps({"skip": "no put_many/reserve_many/delete_many"}))
+            return
+        print(json.dumps({"impl": impl, "workload": workload, "n": n, "seconds": atimer.wall,
+                          "ops_per_s": n / atimer.wall,
+                          "cpu_us_per_op": atimer.cpu / n * 1e6}))
+        return
     c = CONNECT[impl](impl, port, tube)
     if workload in BATCH_WORKLOADS and not _has_batch(c):
         print(json.dumps({"skip": "no put_many/reserve_many/delete_many"}))
@@ -545,6 +689,52 @@ def table(cells: Cells, workloads: List[str], clients: List[str]) -> str:
     return "\n".join(out)
 
 
+ASYNC_LEGEND = (
+    "asyncio (beanstalkc_fast.asyncio; aiostalk): aput = sequential awaited put, aputuv = aput on "
+    "uvloop, agather = single puts issued concurrently %d at a time on one connection, aput_many = "
+    "put_many, ares_many = reserve_many(%d, timeout=0) + delete_many. \"ratio to C\" is to the C "
+    "client's pipelined rate (pput; ares_many: pres); \"to aiostalk\" divides by aiostalk's "
+    "row of the same workload (aput, aputuv), else by its sequential put (aput); \"to sync "
+    "put\" divides by the same client's sync put (aiostalk: greenstalk's), when put ran too."
+    % (GATHER, BATCH))
+
+
+SYNC_TWIN = {"aiostalk": "greenstalk"}   # an asyncio peer's sync sibling (to sync put)
+
+
+def _optional(client: str) -> bool:
+    return client in PEERS and PEERS[client].optional
+
+
+def atable(cells: Cells, skipped: Dict[Tuple[str, str], str], workloads: List[str],
+           clients: List[str]) -> str:
+    """The asyncio workloads' table: ratios to the pipelined C client, to aiostalk (its
+    row of the same workload, else its sequential put) and (aput, aputuv) to the client's
+    own sync put; skipped rows say why."""
+    out = [("| workload | client | ops/s | ratio to C pipelined | CPU µs/op | CPU ratio to C "
+            "| to aiostalk | to sync put |"),
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for w in workloads:
+        peer = cells.get((w, "aiostalk")) or cells.get(("aput", "aiostalk"))
+        for cl in clients + [c for c in PEERS if c not in clients and _optional(c)]:
+            cell = cells.get((w, cl))
+            if cell is None:
+                if (w, cl) in skipped:
+                    out.append("| %s | %s | skipped: %s | | | | | |" % (w, cl, skipped[(w, cl)]))
+                continue
+            sync = cells.get(("put", SYNC_TWIN.get(cl, cl)))
+
+            def r(x: Optional[float]) -> str:
+                return "-" if x is None else "%.2f" % x
+            out.append("| %s | %s | %s | %s | %.1f | %s | %s | %s |" % (
+                w, cl, format(int(round(cell["ops_per_s"])), ","), r(cell["ratio"]),
+                cell["cpu_us_per_op"], r(cell["cpu_ratio"]),
+                r(cell["ops_per_s"] / peer["ops_per_s"] if peer and cl != "C" else None),
+                r(cell["ops_per_s"] / sync["ops_per_s"]
+                  if sync and cl != "C" and w in ("aput", "aputuv") else None)))
+    return "\n".join(out)
+
+
 def chart(cells: Cells, workloads: List[str], clients: List[str], title: str,
           path: Path) -> Optional[str]:
     """Draw ops/s as a ratio to the C client, one bar per client and workload, into
@@ -558,7 +748,7 @@ def chart(cells: Cells, workloads: List[str], clients: List[str], title: str,
     rows = [w for w in workloads if any(cells.get((w, cl), {}).get("ratio") for cl in shown)]
     if not rows:
         return "no ratios to the C client to draw"
-    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(10, 1.1 * len(rows)), 4.8), dpi=110)
     width = 0.8 / len(shown)
     for i, cl in enumerate(shown):
         xs = [j + (i - (len(shown) - 1) / 2) * width for j, w in enumerate(rows)
@@ -627,9 +817,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     if draw and not args.quick:
         wanted[CHART[0]] = CHART[1]
     notes = provide(wanted, argv)
+    skipped: Dict[Tuple[str, str], str] = {}   # (workload, optional peer) -> why no number
     for cl in [c for c in clients if c in PEERS and not _importable(PEERS[c].module)]:
         clients.remove(cl)
         notes.append("%s skipped: not installed" % cl)
+        for w in PEERS[cl].workloads:
+            skipped[(w, cl)] = "not installed"
     peer_versions = {}
     for cl in clients:
         if cl in PEERS:
@@ -667,7 +860,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                     continue
                 probe = runner.measure(cl, w, PROBE_N[w])
                 if "skip" in probe or "error" in probe:
-                    if "error" in probe:
+                    if "error" in probe and _optional(cl):
+                        skipped[(w, cl)] = probe["error"]
+                    elif "error" in probe:
                         failures.append("%s/%s failed: %s" % (w, cl, probe["error"]))
                     continue
                 sizes[cl] = max(MIN_N, int(probe["ops_per_s"] * args.seconds))
@@ -677,6 +872,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         continue
                     r = runner.measure(cl, w, sizes[cl])
                     if "skip" in r:
+                        continue
+                    if "error" in r and _optional(cl):
+                        skipped[(w, cl)] = r["error"]
                         continue
                     if "error" in r:
                         failures.append("%s/%s run %d failed: %s"
@@ -692,7 +890,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     cells = summarize(results)
     head = header(run)
-    md = "\n".join([head, "", table(cells, workloads, clients), "",
+    sync_w = [w for w in workloads if w not in ASYNC_WORKLOADS]
+    async_w = [w for w in workloads if w in ASYNC_WORKLOADS]
+    async_part = ["", atable(cells, skipped, async_w, clients), "", ASYNC_LEGEND] if async_w else []
+    md = "\n".join([head, "", table(cells, sync_w, clients)] + async_part + ["",
                     "Bodies are 100 bytes (put64k: 64 KiB), read as raw bytes (encoding=None). "
                     "CPU = client user+sys over the timed section. Batch workloads use "
                     "put_many / reserve_many(%d, timeout=0)+delete_many (C: pipelined, window %d). "
@@ -709,6 +910,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     saved[1].write_text(json.dumps({
         "run": run, "workloads": workloads, "clients": clients,
         "notes": notes, "failures": failures,
+        "skipped": [{"workload": w, "client": cl, "why": why} for (w, cl), why in skipped.items()],
         "cells": [{"workload": w, "client": cl, **cells[(w, cl)]}
                   for w in workloads for cl in clients if (w, cl) in cells]}, indent=1) + "\n")
     png = stem.with_suffix(".png")
