@@ -31,10 +31,10 @@ from .asyncio import Job as AsyncJob
 from .commands import DEFAULT_TUBE_NAME
 from .errors import CommandFailed, DeadlineSoon, NotFound, SocketError
 from .job import Job
-from .worker import (COUNTERS, DELETE, DELETED, FAILED, HANDLED, LOST, RECONNECTS, RELEASE,
-                     RELEASED, RESERVED, RUNNING, Backoff, Bury, Counters, Heartbeat, Ledger,
-                     Outcome, Release, RetryPolicy, _hook, _Running, _SlotBase, batch_results,
-                     check_settings, outcome_of)
+from .worker import (COUNTERS, DELETE, DELETED, FAILED, LOST, RECONNECTS, RELEASED, RESERVED,
+                     RUNNING, Backoff, Bury, Counters, Heartbeat, Ledger, Outcome, Release,
+                     RetryPolicy, _hook, _Running, _SlotBase, batch_results, check_settings,
+                     outcome_of)
 
 __all__ = ["Worker", "Release", "Bury", "Outcome", "RetryPolicy", "COUNTERS"]
 
@@ -323,14 +323,7 @@ class _TaskSlot(_SlotBase):
         keep the rest in the ledger when the connection is lost."""
         conn = self.conn
         assert conn is not None
-        todo = []
-        for job, o in zip(jobs, outcomes):
-            if not job.reserved:
-                self._done(job, Outcome(HANDLED))   # settled by the handler itself
-            elif o.action == LOST:
-                self._done(job, o)
-            else:
-                todo.append((job, o))
+        todo = self._to_send(jobs, outcomes)
         if not todo:
             return
         try:
@@ -342,31 +335,15 @@ class _TaskSlot(_SlotBase):
                     except NotFound:
                         todo[i] = (job, Outcome(LOST, error=o.error))
         except SocketError:
-            for job, o in todo:
-                self.worker.ledger.unconfirmed(job.jid, o)
+            self._unconfirmed(todo)
             raise
-        for job, o in todo:
-            if o.action == LOST:
-                self._done(job, o)
-        todo = [(job, o) for job, o in todo if o.action != LOST]
+        todo = self._settle_lost(todo)
         if not todo:
             return
         try:
-            pipe = conn.pipeline()
-            for job, o in todo:
-                pri = o.priority if o.priority is not None else 0   # resolved above
-                if o.action == DELETE:
-                    pipe.delete(job.jid)
-                elif o.action == RELEASE:
-                    pipe.release(job.jid, pri, o.delay)
-                else:
-                    pipe.bury(job.jid, pri)
-            replies = await pipe.execute()
+            replies = await self._queue(conn.pipeline(), todo).execute()
         except SocketError as exc:
-            confirmed = getattr(exc, "results", [])
-            self._record([job for job, _ in todo], [o for _, o in todo], confirmed)
-            for job, o in todo[len(confirmed):]:
-                self.worker.ledger.unconfirmed(job.jid, o)
+            self._lost_midway(todo, exc)
             raise
         self._record([job for job, _ in todo], [o for _, o in todo], replies)
 

@@ -440,6 +440,51 @@ class _SlotBase:
             job.reserved = False
             self._done(job, o)
 
+    def _to_send(self, jobs: Sequence[Job], outcomes: List[Outcome]) -> List[Tuple[Job, Outcome]]:
+        """The (job, outcome) pairs still to send; jobs settled by the handler
+        itself or already lost are settled here."""
+        todo = []
+        for job, o in zip(jobs, outcomes):
+            if not job.reserved:
+                self._done(job, Outcome(HANDLED))   # settled by the handler itself
+            elif o.action == LOST:
+                self._done(job, o)
+            else:
+                todo.append((job, o))
+        return todo
+
+    def _settle_lost(self, todo: List[Tuple[Job, Outcome]]) -> List[Tuple[Job, Outcome]]:
+        """Settle the pairs whose job turned out gone; the others."""
+        for job, o in todo:
+            if o.action == LOST:
+                self._done(job, o)
+        return [(job, o) for job, o in todo if o.action != LOST]
+
+    def _unconfirmed(self, todo: Sequence[Tuple[Job, Outcome]]) -> None:
+        """Keep the decisions whose reply was lost, to apply after reconnecting."""
+        for job, o in todo:
+            self.worker.ledger.unconfirmed(job.jid, o)
+
+    def _lost_midway(self, todo: List[Tuple[Job, Outcome]], exc: BaseException) -> None:
+        """The connection broke while ``todo`` was sent: record what ``exc.results``
+        confirms, keep the rest unconfirmed."""
+        confirmed = getattr(exc, "results", [])
+        self._record([job for job, _ in todo], [o for _, o in todo], confirmed)
+        self._unconfirmed(todo[len(confirmed):])
+
+    @staticmethod
+    def _queue(pipe: Any, todo: Sequence[Tuple[Job, Outcome]]) -> Any:
+        """Add each outcome's command to ``pipe`` (sync or asyncio Pipeline)."""
+        for job, o in todo:
+            pri = o.priority if o.priority is not None else 0   # resolved before
+            if o.action == DELETE:
+                pipe.delete(job.jid)
+            elif o.action == RELEASE:
+                pipe.release(job.jid, pri, o.delay)
+            else:
+                pipe.bury(job.jid, pri)
+        return pipe
+
     def _done(self, job: Job, outcome: Outcome) -> None:
         """The job is settled: count it, forget it, tell the hook."""
         self.worker.ledger.end(job.jid)
@@ -720,14 +765,7 @@ class _Slot(_SlotBase):
         confirmed, keep the rest in the ledger when the connection is lost."""
         conn = self.conn
         assert conn is not None
-        todo = []
-        for job, o in zip(jobs, outcomes):
-            if not job.reserved:
-                self._done(job, Outcome(HANDLED))   # settled by the handler itself
-            elif o.action == LOST:
-                self._done(job, o)
-            else:
-                todo.append((job, o))
+        todo = self._to_send(jobs, outcomes)
         if not todo:
             return
         try:
@@ -738,34 +776,18 @@ class _Slot(_SlotBase):
                     except NotFound:
                         todo[i] = (job, Outcome(LOST, error=o.error))
         except SocketError:
-            for job, o in todo:
-                self.worker.ledger.unconfirmed(job.jid, o)
+            self._unconfirmed(todo)
             raise
-        for job, o in todo:
-            if o.action == LOST:
-                self._done(job, o)
-        todo = [(job, o) for job, o in todo if o.action != LOST]
+        todo = self._settle_lost(todo)
         if not todo:
             return
         try:
             if all(o.action == DELETE for _, o in todo):
                 replies = conn.delete_many([job for job, _ in todo], raise_errors=False)
             else:
-                pipe = conn.pipeline()
-                for job, o in todo:
-                    pri = o.priority if o.priority is not None else 0   # resolved above
-                    if o.action == DELETE:
-                        pipe.delete(job.jid)
-                    elif o.action == RELEASE:
-                        pipe.release(job.jid, pri, o.delay)
-                    else:
-                        pipe.bury(job.jid, pri)
-                replies = pipe.execute()
+                replies = self._queue(conn.pipeline(), todo).execute()
         except SocketError as exc:
-            confirmed = getattr(exc, "results", [])
-            self._record([job for job, _ in todo], [o for _, o in todo], confirmed)
-            for job, o in todo[len(confirmed):]:
-                self.worker.ledger.unconfirmed(job.jid, o)
+            self._lost_midway(todo, exc)
             raise
         self._record([job for job, _ in todo], [o for _, o in todo], replies)
 
