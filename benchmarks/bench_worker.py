@@ -30,8 +30,6 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -168,38 +166,22 @@ async def measure_async(port, tube, workload, n):
 
 # -- the driver --------------------------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _bench():
+    """benchmarks/bench.py: its server start/stop and C client build serve here too."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench
+    return bench
 
 
 def start_server():
     exe = shutil.which("beanstalkd")
     if exe is None:
         raise SystemExit("beanstalkd not found: sudo apt-get install -y beanstalkd")
-    port = free_port()
-    proc = subprocess.Popen([exe, "-l", "127.0.0.1", "-p", str(port), "-z", "1048576"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.02)
-    stop_server(proc)
-    raise SystemExit("beanstalkd did not start")
+    return _bench().start_server(exe, False)
 
 
 def stop_server(proc):
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    _bench().stop(proc)
 
 
 def run_json(cmd, env=None):
@@ -236,9 +218,7 @@ def measure_c(limit, port, kind, n):
 
 def build_limit(tmp):
     """The project's C reference client (benchmarks/refclient.c), built as bench.py builds it."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench import build_refclient
-    exe, why = build_refclient()
+    exe, why = _bench().build_refclient()
     if exe is None:
         print("C reference skipped: %s" % why, file=sys.stderr)
     return exe
