@@ -81,6 +81,9 @@ class CoreModule(Protocol):
     READ_CHUNK: int
     WRITE_CHUNK: int
     NAME_CHARS: FrozenSet[int]
+    # the base of job.Job: attributes conn, jid, raw_body, reserved, body and
+    # the job methods; the core builds jobs of a subclass directly
+    JobBase: type
 
     def Core(self, sock: socket.socket, timeout: Optional[float] = None,
              max_body: int = ...) -> CoreConnection:

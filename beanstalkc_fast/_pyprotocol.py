@@ -23,7 +23,7 @@ from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
            "NAME_CHARS", "Core", "Reader", "check_uint", "check_name", "encode_body",
-           "encode_id", "encode_put", "parse_yaml", "parse_head", "send_flags"]
+           "encode_id", "encode_put", "parse_yaml", "parse_head", "send_flags", "JobBase"]
 
 
 def encode_id(verb: bytes, jid: Any) -> bytes:
@@ -389,3 +389,100 @@ class Reader:
     def pending(self) -> int:
         """Bytes received but not yet returned as part of a reply."""
         return self._end - self._pos
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+_UNDECODED: Any = object()
+
+
+class JobBase:
+    """What ``job.Job`` is made of in this core: its attributes, the body
+    decoded on first access, and its methods. The contract is ``job.Job``'s;
+    the twin of ``_protocol.JobBase`` (which does ``delete`` without a
+    Python frame)."""
+
+    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding", "__dict__")
+
+    def __init__(self, conn: Any, jid: int, body: Any, reserved: bool = True,
+                 encoding: Optional[str] = None) -> None:
+        self.conn = conn
+        self.jid = jid
+        self.reserved = reserved
+        self._encoding = encoding
+        if isinstance(body, str):
+            self._body: Any = body
+            self.raw_body = body.encode(encoding or "utf-8")
+        else:
+            self._body = _UNDECODED
+            self.raw_body = body
+
+    @property
+    def body(self) -> Any:
+        """The body as str, decoded with the connection's encoding on first
+        access (then cached), or as bytes when the encoding is None.
+        ``UnicodeDecodeError`` when it does not decode; ``raw_body`` always
+        holds the bytes."""
+        body = self._body
+        if body is _UNDECODED:
+            if self._encoding is None:
+                return self.raw_body
+            body = self._body = self.raw_body.decode(self._encoding)
+        return body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._body = value
+
+    def __repr__(self) -> str:
+        return "<%s %r %s>" % (type(self).__name__, self.jid,
+                               "reserved" if self.reserved else "unreserved")
+
+    def _priority(self) -> int:
+        stats = self.conn._stats_job_dict(self.jid)
+        return int(stats["pri"])
+
+    def delete(self) -> None:
+        """Send ``delete`` for this job (``NotFound`` when it is gone or
+        reserved by another connection); it is no longer reserved."""
+        self.conn.delete(self.jid)
+        self.reserved = False
+
+    def release(self, priority: Optional[int] = None, delay: int = 0) -> None:
+        """Send ``release``: put this job back to ready (or delayed for ``delay``
+        seconds), keeping its priority unless ``priority`` (0..2**32-1, 0 the
+        most urgent) is given; keeping it costs a ``stats-job`` first.
+
+        A no-op unless this connection holds the job reserved (``reserved``).
+        """
+        if self.reserved:
+            pri = self._priority() if priority is None else priority
+            self.conn.release(self.jid, pri, delay)
+            self.reserved = False
+
+    def bury(self, priority: Optional[int] = None) -> None:
+        """Send ``bury``: set this job aside until kicked, keeping its priority
+        unless ``priority`` (0..2**32-1) is given (a ``stats-job`` first).
+
+        A no-op unless this connection holds the job reserved (``reserved``).
+        """
+        if self.reserved:
+            pri = self._priority() if priority is None else priority
+            self.conn.bury(self.jid, pri)
+            self.reserved = False
+
+    def kick(self) -> None:
+        """Send ``kick-job``: make this job ready if it is buried or delayed
+        (``NotFound`` otherwise)."""
+        self.conn.kick_job(self.jid)
+
+    def touch(self) -> None:
+        """Send ``touch``: restart this job's TTR, so the server does not
+        release it to another worker yet; a no-op unless reserved."""
+        if self.reserved:
+            self.conn.touch(self.jid)
+
+    def stats(self) -> Any:
+        """Send ``stats-job``: this job's statistics (see ``Connection.stats_job``);
+        ``NotFound`` when the job is gone."""
+        return self.conn.stats_job(self.jid)

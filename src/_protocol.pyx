@@ -8,6 +8,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from libc.limits cimport ULLONG_MAX
@@ -37,6 +38,7 @@ cdef extern from *:
     static Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) { return -1; }
+    static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) { return -1; }
     static int bsf_errno(void) { return 0; }
     static double bsf_now(void) { return 0.0; }
     #define BSF_EINTR (-1)
@@ -57,7 +59,10 @@ cdef extern from *:
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) {
         return (Py_ssize_t)recv(fd, b, (size_t)n, 0);
     }
-    /* never blocks: worth trying before giving up the GIL */
+    /* never block: worth trying before giving up the GIL */
+    static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) {
+        return (Py_ssize_t)recv(fd, b, (size_t)n, MSG_DONTWAIT);
+    }
     static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) {
         return (Py_ssize_t)send(fd, b, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
@@ -82,12 +87,22 @@ cdef extern from *:
     Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) nogil
+    Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) nogil
     int bsf_errno() nogil
     double bsf_now() nogil
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
+# The longest a blocking send or receive waits in the kernel before the core
+# looks at signals again: a Ctrl-C that lands just before a wait without a
+# deadline (reserve()) interrupts it within this many seconds.
+cdef double WAIT_SLICE = 1.0
+# A receive tried without blocking (and without giving up the GIL) while it
+# keeps finding the reply already there; after misses, only every PROBE-th.
+cdef enum:
+    TRY_CREDIT = 4
+    PROBE_EVERY = 16
 
 # Reply status words, the frequent first, matched by length and memcmp (no
 # allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
@@ -154,11 +169,16 @@ cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
 def encode_id(bytes verb, jid):
     """``verb`` (with its trailing space) and a job id, as one command line."""
     cdef unsigned long long v = _uint("job id", jid, ULLONG_MAX)
+    if PyBytes_GET_SIZE(verb) > 40:
+        return _pyprotocol.encode_id(verb, jid)
+    return _id_line(verb, v)
+
+
+cdef bytes _id_line(bytes verb, unsigned long long v):
+    """``verb`` (at most 40 bytes, with its trailing space) and ``v``, as one command line."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(verb)
     cdef char line[64]
     cdef char *e
-    if n > 40:
-        return _pyprotocol.encode_id(verb, jid)
     memcpy(line, PyBytes_AS_STRING(verb), n)
     e = _put_digits(line + n, v)
     e[0] = b'\r'
@@ -455,6 +475,7 @@ cdef class Reader:
     cdef public object max_body
     cdef bint _has_head             # a line was parsed; its body is due
     cdef object _h_name, _h_value
+    cdef object _r_body             # the body of the reply _step completed
     cdef unsigned long long _h_len
 
     def __init__(self, max_body=MAX_BODY):
@@ -521,6 +542,22 @@ cdef class Reader:
         return self._end - self._pos
 
     cdef object _next(self):
+        """The next complete reply as a tuple, or None (see ``_step``)."""
+        if not self._step():
+            return None
+        return self._take()
+
+    cdef tuple _take(self):
+        """The reply ``_step`` completed, as ``(status, value, body)``."""
+        reply = (self._h_name, self._h_value, self._r_body)
+        self._h_value = None               # keep no reference to what was handed out
+        self._r_body = None
+        return reply
+
+    cdef int _step(self) except -1:
+        """Parse the next complete reply into ``_h_name``, ``_h_value`` and
+        ``_r_body`` (None: no body) and return 1; 0 when more bytes are
+        needed. The caller takes the parts and clears the last two."""
         cdef const char *b
         cdef const char *hit
         cdef Py_ssize_t have, start
@@ -532,7 +569,7 @@ cdef class Reader:
                 if have > C_MAX_LINE:
                     raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
                 self._need = have + 1
-                return None
+                return 0
             if hit == b + self._pos or (hit - 1)[0] != b'\r':
                 raise UnexpectedResponse("reply line not ended by CRLF")
             if hit - (b + self._pos) > C_MAX_LINE:
@@ -543,35 +580,31 @@ cdef class Reader:
                 if self._pos == self._end:
                     self._pos = self._end = 0
                 self._need = 1
-                reply = (self._h_name, self._h_value, None)
-                self._h_value = None           # keep no reference to what was handed out
-                return reply
+                self._r_body = None
+                return 1
             if self._h_len > self.max_body:
                 raise UnexpectedResponse("reply body of %d bytes exceeds %d"
                                          % (self._h_len, self.max_body))
             self._has_head = True
         return self._body()
 
-    cdef object _body(self):
+    cdef int _body(self) except -1:
         cdef Py_ssize_t n = <Py_ssize_t>self._h_len, end
         cdef const char *b
-        cdef bytes body
         if self._end - self._pos < n + 2:
             self._need = n + 2
-            return None
+            return 0
         b = PyByteArray_AS_STRING(self._buf)
         end = self._pos + n
         if b[end] != b'\r' or b[end + 1] != b'\n':
             raise UnexpectedResponse("reply body not followed by CRLF")
-        body = PyBytes_FromStringAndSize(b + self._pos, n)
+        self._r_body = PyBytes_FromStringAndSize(b + self._pos, n)
         self._pos = end + 2
         self._has_head = False
         self._need = 1
         if self._pos == self._end:
             self._pos = self._end = 0
-        reply = (self._h_name, self._h_value, body)
-        self._h_value = None
-        return reply
+        return 1
 
     cdef int _parse_head(self, const char *line, Py_ssize_t llen) except -1:
         """Parse a reply line into _h_name/_h_value/_h_len; 1 when a body follows."""
@@ -648,6 +681,8 @@ cdef class Core:
     cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
     cdef bint _short             # the kernel timeouts hold what was left after a signal
     cdef bint _at_base           # the socket timeouts are the plain per-command ones
+    cdef int _hits               # > 0: try a receive without blocking first
+    cdef unsigned int _probe     # receives since the last try without blocking
 
     def __init__(self, sock, timeout=None, max_body=MAX_BODY):
         _prepare(sock)
@@ -690,30 +725,39 @@ cdef class Core:
     cdef _apply_timeout(self, seconds):
         if seconds is not self._current and seconds != self._current:
             clamped = _clamp(seconds)
+            self._wait = -1.0 if clamped is None else clamped
             if self._fd >= 0:
-                _set_timeout(self.sock, clamped)
+                _set_timeout(self.sock, self._slice())
             else:
                 self.sock.settimeout(clamped)
             self._current = seconds
-            self._wait = -1.0 if clamped is None else clamped
             self._short = False
         self._at_base = seconds == self._timeout
 
+    cdef inline double _slice(self) noexcept:
+        """The kernel timeout of one wait: the whole wait, at most WAIT_SLICE."""
+        return WAIT_SLICE if self._wait < 0 or self._wait > WAIT_SLICE else self._wait
+
     cdef int _io_error(self, int err, double started, double wait) except -1:
-        """Raise for a failed send/recv; return 0 to retry after a signal."""
-        if err == BSF_EINTR:
-            PyErr_CheckSignals()          # raises KeyboardInterrupt on Ctrl-C
-            if wait >= 0:
-                self._rearm(wait - (bsf_now() - started))
-            return 0
+        """Raise for a failed send/recv; return 0 to retry: after a signal,
+        or when a slice of a longer wait (``wait`` s from ``started``, < 0:
+        forever) ended. Signals are looked at in both cases, so a Ctrl-C
+        that came just before the wait interrupts it within WAIT_SLICE."""
+        cdef double left
         if err == BSF_EAGAIN or err == BSF_EWOULDBLOCK:
             if self.sock.gettimeout() is not None:
                 # made non-blocking behind our back (conn._socket.settimeout):
                 # the descriptor's mode belongs to the core, take it back
                 self.sock.settimeout(None)
                 return 0
-            raise socket.timeout("timed out")
-        raise OSError(err, os.strerror(err))
+        elif err != BSF_EINTR:
+            raise OSError(err, os.strerror(err))
+        PyErr_CheckSignals()              # raises KeyboardInterrupt on Ctrl-C
+        if wait >= 0:
+            left = wait - (bsf_now() - started)
+            if left < WAIT_SLICE:
+                self._rearm(left)
+        return 0
 
     cdef _rearm(self, double left):
         """Kernel timeouts set to what is ``left`` of this wait (the kernel
@@ -725,7 +769,7 @@ cdef class Core:
         self._short = True
 
     cdef _restore(self):
-        _set_timeout(self.sock, self._wait)
+        _set_timeout(self.sock, self._slice())
         self._short = False
 
     cdef int _send(self, data) except -1:
@@ -769,11 +813,14 @@ cdef class Core:
 
     cdef Py_ssize_t _recv(self) except -1:
         """Read what is available (at least one byte, 0 at EOF) into the
-        reader's free space; the reader is told of it by the caller."""
+        reader's free space; the reader is told of it by the caller. While
+        replies keep being there already, they are taken without blocking
+        and without giving up the GIL; else the GIL is given up for a
+        blocking receive (in slices of at most WAIT_SLICE, see _io_error)."""
         cdef char *p
         cdef Py_ssize_t room, r
         cdef int err = 0, fd = self._fd
-        cdef double wait = self._wait
+        cdef double wait
         cdef double started = 0.0
         cdef Reader reader = self._reader
         if fd < 0:
@@ -782,11 +829,24 @@ cdef class Core:
                 return self._recv_into(view)
             finally:
                 view.release()
-        if self._short:
-            self._restore()
         reader._make_room()
         p = PyByteArray_AS_STRING(reader._buf) + reader._end
         room = PyByteArray_GET_SIZE(reader._buf) - reader._end
+        self._probe += 1
+        if self._hits > 0 or self._probe % PROBE_EVERY == 0:
+            self._probe = 0
+            r = bsf_recv_now(fd, p, room)
+            if r >= 0:
+                self._hits = TRY_CREDIT
+                return r
+            err = bsf_errno()
+            if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK and err != BSF_EINTR:
+                self._io_error(err, 0.0, -1.0)
+            self._hits -= 2 if self._hits > 1 else self._hits
+        if self._short:
+            self._restore()
+        wait = self._wait
+        PyErr_CheckSignals()
         with nogil:
             if wait >= 0:
                 started = bsf_now()
@@ -846,17 +906,19 @@ cdef class Core:
 
     def request(self, data, extra=_NO_EXTRA):
         """Send one command, read its reply as ``(status, value, body)``."""
-        return self._request(data, extra, None)
+        self._exchange(data, extra, None)
+        return self._reader._take()
 
-    cdef tuple _request(self, data, extra, lost):
-        """``request``; a SocketError gets the note ``lost`` (what the lost
-        reply leaves unknown) when given."""
+    cdef int _exchange(self, data, extra, lost) except -1:
+        """Send one command and wait for its reply, left parsed in the reader
+        (see ``Reader._step``); a SocketError gets the note ``lost`` (what
+        the lost reply leaves unknown) when given."""
         self._enter()
         try:
             if not self._at_base or extra is not _NO_EXTRA:
                 self._apply_timeout(self._deadline(extra))
             self._send(data)
-            return self._read_reply()
+            self._await_reply()
         except BaseException as exc:
             err = self._fail(exc)
             if lost:
@@ -864,6 +926,7 @@ cdef class Core:
             raise err from exc.__cause__
         finally:
             self._leave()
+        return 0
 
     def pipeline(self, commands, list results, Py_ssize_t window=512,
                  Py_ssize_t max_bytes=WRITE_CHUNK):
@@ -931,41 +994,49 @@ cdef class Core:
 
     cdef tuple _read_reply(self):
         """One reply, receiving straight into the reader's buffer until it is complete."""
+        self._await_reply()
+        return self._reader._take()
+
+    cdef int _await_reply(self) except -1:
+        """Receive until the reader holds a complete reply (see ``Reader._step``)."""
         cdef Reader reader = self._reader
         cdef Py_ssize_t n
-        while True:
-            reply = reader._next()
-            if reply is not None:
-                return <tuple>reply
+        while not reader._step():
             n = self._recv()
             if n == 0:
                 raise SocketError("connection closed by the server")
             reader._end += n
+        return 0
 
     def execute(self, conn, cmd, data, arg=None):
         """Send one command for ``conn`` and return its result as ``cmd`` (a
         ``commands.Command``) defines it (see the twin). The usual results
         (a value, None, a Job) are made here; the others by ``cmd.finish``."""
-        cdef tuple reply, c
-        cdef object kind
         if not isinstance(cmd, tuple):
             raise TypeError("cmd must be a commands.Command")
-        c = <tuple>cmd                     # (ok, kind, wait, lost, ...)
-        wait = c[2]
+        return self._execute(conn, <tuple>cmd, data, arg)
+
+    cdef object _execute(self, conn, tuple c, data, arg):
+        cdef Reader reader = self._reader
+        wait = c[2]                        # c: (ok, kind, wait, lost, ...)
         if wait == 0:                      # WAIT_NONE
-            reply = self._request(data, _NO_EXTRA, c[3])
+            self._exchange(data, _NO_EXTRA, c[3])
         else:                              # WAIT_ARG: arg seconds; WAIT_FOREVER: None
-            reply = self._request(data, arg if wait == 1 else None, c[3])
-        status = reply[0]
+            self._exchange(data, arg if wait == 1 else None, c[3])
+        status = reader._h_name
+        value = reader._h_value
+        body = reader._r_body
+        reader._h_value = None
+        reader._r_body = None
         if status == c[0]:
             kind = c[1]
             if kind == 0:                  # VALUE
-                return reply[1]
+                return value
             if kind == 1:                  # NOTHING
                 return None
             if kind == 2 or kind == 3:     # RESERVED, PEEKED
-                return conn._job_type(conn, reply[1], reply[2], kind == 2, conn.encoding)
-        return cmd.finish(status, reply[1], reply[2], conn, arg)
+                return _make_job(conn, value, body, kind == 2)
+        return c.finish(status, value, body, conn, arg)
 
 
 cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *line,
@@ -984,3 +1055,187 @@ cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *lin
             raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
         v = v * 10 + d
     return v
+
+
+# -- jobs (twin: _pyprotocol.JobBase) ----------------------------------------------
+
+cdef object _UNDECODED = object()
+cdef type _fast_job = None         # the last job type found to keep JobBase's construction
+cdef object _CORE_EXECUTE = Core.__dict__["execute"]   # conn._run is usually it, bound
+
+
+cdef class JobBase:
+    """What ``job.Job`` is made of in this core: its attributes, the body
+    decoded on first access, and its methods (``delete`` without a Python
+    frame). The contract is ``job.Job``'s; the twin is ``_pyprotocol.JobBase``."""
+
+    cdef public object conn, jid, raw_body, reserved
+    cdef object _body, _encoding
+    cdef dict __dict__
+
+    def __init__(self, conn, jid, body, reserved=True, encoding=None):
+        self.conn = conn
+        self.jid = jid
+        self.reserved = reserved
+        self._encoding = encoding
+        if isinstance(body, str):
+            self._body = body
+            self.raw_body = body.encode(encoding or "utf-8")
+        else:
+            self._body = _UNDECODED
+            self.raw_body = body
+
+    @property
+    def body(self):
+        """The body as str, decoded with the connection's encoding on first
+        access (then cached), or as bytes when the encoding is None.
+        ``UnicodeDecodeError`` when it does not decode; ``raw_body`` always
+        holds the bytes."""
+        body = self._body
+        if body is _UNDECODED:
+            if self._encoding is None:
+                return self.raw_body
+            body = self._body = self.raw_body.decode(self._encoding)
+        return body
+
+    @body.setter
+    def body(self, value):
+        self._body = value
+
+    def __repr__(self):
+        return "<%s %r %s>" % (type(self).__name__, self.jid,
+                               "reserved" if self.reserved else "unreserved")
+
+    def _priority(self):
+        stats = self.conn._stats_job_dict(self.jid)
+        return int(stats["pri"])
+
+    def delete(self):
+        """Send ``delete`` for this job (``NotFound`` when it is gone or
+        reserved by another connection); it is no longer reserved."""
+        conn = self.conn
+        delete = getattr(type(conn), "delete", None)
+        if delete is _CONN_DELETE:              # the stock one: without its frame
+            _delete(conn, self.jid)
+        else:
+            conn.delete(self.jid)
+        self.reserved = False
+
+    def release(self, priority=None, delay=0):
+        """Send ``release`` (see ``job.Job.release``)."""
+        if self.reserved:
+            pri = self._priority() if priority is None else priority
+            self.conn.release(self.jid, pri, delay)
+            self.reserved = False
+
+    def bury(self, priority=None):
+        """Send ``bury`` (see ``job.Job.bury``)."""
+        if self.reserved:
+            pri = self._priority() if priority is None else priority
+            self.conn.bury(self.jid, pri)
+            self.reserved = False
+
+    def kick(self):
+        """Send ``kick-job`` (see ``job.Job.kick``)."""
+        self.conn.kick_job(self.jid)
+
+    def touch(self):
+        """Send ``touch`` (see ``job.Job.touch``); a no-op unless reserved."""
+        if self.reserved:
+            self.conn.touch(self.jid)
+
+    def stats(self):
+        """Send ``stats-job`` (see ``job.Job.stats``)."""
+        return self.conn.stats_job(self.jid)
+
+
+cdef object _make_job(conn, jid, body, bint reserved):
+    """``conn._job_type(conn, jid, body, reserved, conn.encoding)``, built
+    here when the type keeps JobBase's ``__new__`` and ``__init__``."""
+    global _fast_job
+    job_type = conn._job_type
+    encoding = conn.encoding
+    cdef JobBase job
+    if job_type is not _fast_job:
+        if not (isinstance(job_type, type) and issubclass(job_type, JobBase)
+                and job_type.__init__ is JobBase.__init__
+                and job_type.__new__ is JobBase.__new__):
+            return job_type(conn, jid, body, reserved, encoding)
+        _fast_job = job_type
+    job = JobBase.__new__(job_type)
+    job.conn = conn
+    job.jid = jid
+    job.reserved = reserved
+    job._encoding = encoding
+    job._body = _UNDECODED
+    job.raw_body = body
+    return job
+
+
+# -- the hottest commands of the sync Connection, one call into C each -------------
+# connection.py installs conn_put, conn_reserve and conn_delete as Connection's
+# put, reserve and delete. Each does what its Commands method does: through this
+# core's Core when the connection runs on one (its _run is a Core's execute),
+# else by calling the Commands method itself.
+
+cdef tuple _CMDS = None
+
+
+cdef tuple _commands():
+    """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands), imported on first
+    use (commands imports the job module, which imports this one)."""
+    global _CMDS
+    if _CMDS is None:
+        from beanstalkc_fast import commands as c
+        _CMDS = (c.PUT, c.RESERVE, c.RESERVE_TIMEOUT, c.DELETE, c.Commands)
+    return _CMDS
+
+
+cdef inline Core _fast_core(conn):
+    """The Core whose ``execute`` is ``conn._run`` (bound), else None."""
+    run = conn._run
+    if PyMethod_Check(run) and PyMethod_GET_FUNCTION(run) == <PyObject *>_CORE_EXECUTE:
+        return <Core>PyMethod_GET_SELF(run)
+    return None
+
+
+def conn_put(self, body, priority=2147483648, delay=0, ttr=120):
+    """``Commands.put`` in one call."""
+    cdef tuple cmds = _commands()
+    cdef Core core = _fast_core(self)
+    if core is None:
+        return (<type>cmds[4]).put(self, body, priority, delay, ttr)
+    return core._execute(self, <tuple>cmds[0],
+                         encode_put(body, priority, delay, ttr, self.encoding), None)
+
+
+def conn_reserve(self, timeout=None):
+    """``Commands.reserve`` in one call."""
+    cdef tuple cmds = _commands()
+    cdef Core core = _fast_core(self)
+    cdef unsigned long long t
+    if core is None:
+        return (<type>cmds[4]).reserve(self, timeout)
+    if timeout is None:
+        return core._execute(self, <tuple>cmds[1], b"reserve\r\n", None)
+    t = _uint("timeout", timeout, 0xFFFFFFFFULL)
+    if type(timeout) is not int:
+        timeout = PyLong_FromUnsignedLongLong(t)
+    return core._execute(self, <tuple>cmds[2], _id_line(b"reserve-with-timeout ", t), timeout)
+
+
+def conn_delete(self, jid):
+    """``Commands.delete`` in one call."""
+    return _delete(self, jid)
+
+
+cdef object _delete(conn, jid):
+    cdef tuple cmds = _commands()
+    cdef Core core = _fast_core(conn)
+    if core is None:
+        return (<type>cmds[4]).delete(conn, jid)
+    return core._execute(conn, <tuple>cmds[3], _id_line(b"delete ", _uint("job id", jid, ULLONG_MAX)),
+                         None)
+
+
+cdef object _CONN_DELETE = conn_delete
