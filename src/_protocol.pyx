@@ -9,7 +9,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from libc.limits cimport ULLONG_MAX
 from libc.stdint cimport uint64_t
@@ -82,6 +82,33 @@ cdef extern from *:
     #define BSF_EAGAIN EAGAIN
     #define BSF_EWOULDBLOCK EWOULDBLOCK
     #endif
+
+    /* "00" "01" ... "99": two decimal digits per table entry */
+    static const char bsf_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+    /* An int object's value when it is small and not negative (the common
+       case), read without a call: 1 and *out set, else 0 (then ask the API). */
+    static int bsf_small_uint(PyObject *v, unsigned long long *out) {
+    #if defined(PYPY_VERSION) || defined(Py_LIMITED_API)
+        return 0;
+    #elif PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject *)v)) {
+            Py_ssize_t x = PyUnstable_Long_CompactValue((PyLongObject *)v);
+            if (x >= 0) { *out = (unsigned long long)x; return 1; }
+        }
+        return 0;
+    #else
+        Py_ssize_t size = Py_SIZE(v);
+        if (size == 0) { *out = 0; return 1; }
+        if (size == 1) { *out = ((PyLongObject *)v)->ob_digit[0]; return 1; }
+        if (size == 2) {
+            *out = (unsigned long long)((PyLongObject *)v)->ob_digit[0]
+                   | ((unsigned long long)((PyLongObject *)v)->ob_digit[1] << PyLong_SHIFT);
+            return 1;
+        }
+        return 0;
+    #endif
+    }
     """
     int BSF_DIRECT_IO, BSF_EINTR, BSF_EAGAIN, BSF_EWOULDBLOCK
     Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) nogil
@@ -90,6 +117,8 @@ cdef extern from *:
     Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) nogil
     int bsf_errno() nogil
     double bsf_now() nogil
+    const char *bsf_pairs
+    int bsf_small_uint(object v, unsigned long long *out) noexcept
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
@@ -142,7 +171,10 @@ cdef unsigned long long _uint(str name, value, unsigned long long maximum) excep
     """``value`` checked as a protocol integer in 0..maximum (errors: the twin's)."""
     cdef int overflow = 0
     cdef long long v
+    cdef unsigned long long u
     if type(value) is int:
+        if bsf_small_uint(value, &u) and u <= maximum:
+            return u
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and 0 <= v and <unsigned long long>v <= maximum:
             return <unsigned long long>v
@@ -152,17 +184,28 @@ cdef unsigned long long _uint(str name, value, unsigned long long maximum) excep
 cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
     """Write ``v`` in decimal at ``out``; the end of what was written."""
     cdef char tmp[20]
-    cdef int n = 0
-    while True:
-        tmp[n] = <char>(48 + v % 10)
-        n += 1
-        v //= 10
-        if v == 0:
-            break
+    cdef char *t = tmp + 20
+    cdef unsigned int r
+    cdef Py_ssize_t n
+    while v >= 100:
+        r = <unsigned int>(v % 100)
+        v //= 100
+        t -= 2
+        t[0] = bsf_pairs[2 * r]
+        t[1] = bsf_pairs[2 * r + 1]
+    if v >= 10:
+        t -= 2
+        t[0] = bsf_pairs[2 * v]
+        t[1] = bsf_pairs[2 * v + 1]
+    else:
+        t -= 1
+        t[0] = <char>(48 + v)
+    n = tmp + 20 - t
     while n:
-        n -= 1
-        out[0] = tmp[n]
+        out[0] = t[0]
         out += 1
+        t += 1
+        n -= 1
     return out
 
 
@@ -846,7 +889,6 @@ cdef class Core:
         if self._short:
             self._restore()
         wait = self._wait
-        PyErr_CheckSignals()
         with nogil:
             if wait >= 0:
                 started = bsf_now()
@@ -1047,11 +1089,10 @@ cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *lin
     if n == 0 or n > 20:
         raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
     for i in range(n):
-        if p[i] < b'0' or p[i] > b'9':
+        d = <unsigned long long>(<unsigned char>p[i]) - 48
+        if d > 9:
             raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
-    for i in range(n):
-        d = <unsigned long long>(p[i] - 48)
-        if v > (ULLONG_MAX - d) // 10:
+        if n == 20 and v > (ULLONG_MAX - d) // 10:    # only 20 digits can overflow
             raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
         v = v * 10 + d
     return v
@@ -1060,6 +1101,7 @@ cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *lin
 # -- jobs (twin: _pyprotocol.JobBase) ----------------------------------------------
 
 cdef object _UNDECODED = object()
+cdef tuple _EMPTY = ()
 cdef type _fast_job = None         # the last job type found to keep JobBase's construction
 cdef object _CORE_EXECUTE = Core.__dict__["execute"]   # conn._run is usually it, bound
 
@@ -1162,7 +1204,7 @@ cdef object _make_job(conn, jid, body, bint reserved):
                 and job_type.__new__ is JobBase.__new__):
             return job_type(conn, jid, body, reserved, encoding)
         _fast_job = job_type
-    job = JobBase.__new__(job_type)
+    job = (<PyTypeObject *>job_type).tp_new(<type>job_type, <PyObject *>_EMPTY, NULL)
     job.conn = conn
     job.jid = jid
     job.reserved = reserved
