@@ -6,7 +6,8 @@ from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_FromStringAnd
                                 PyByteArray_GET_SIZE)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
+from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLongLong,
+                           PyLong_FromUnsignedLongLong)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject, PyTypeObject
@@ -28,6 +29,9 @@ from beanstalkc_fast._shared import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
                                      wake)
 from beanstalkc_fast import _shared
 from beanstalkc_fast import _pyprotocol      # the exact, slower paths (non-ASCII stats, long verbs)
+
+cdef extern from "Python.h":
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 cdef extern from *:
     """
@@ -372,7 +376,20 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
     """The typed value of one ``key: value`` line (rules of the twin's _scalar);
     ``as_str``: the key's values stay str."""
     cdef const char *v = line + vstart
-    cdef Py_ssize_t vlen = llen - vstart
+    cdef Py_ssize_t vlen = llen - vstart, i
+    cdef long long x = 0
+    cdef unsigned char d
+    if not as_str and 0 < vlen < 19:              # the common case, an int: one pass
+        i = 1 if v[0] == b'-' else 0
+        if i < vlen:
+            while i < vlen:
+                d = <unsigned char>v[i] - 48
+                if d > 9:
+                    break
+                x = x * 10 + d
+                i += 1
+            if i == vlen:
+                return PyLong_FromLongLong(-x if v[0] == b'-' else x)
     if vlen >= 2 and v[0] == b'"' and line[llen - 1] == b'"':
         return line[vstart + 1:llen - 1].decode("ascii")
     if as_str:
@@ -389,18 +406,26 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
 
 
 cdef class _Layout:
-    """The keys of a reply seen before, in order, and a dict holding them:
-    a reply with the same keys is parsed into a copy, without inserting."""
+    """The keys of a reply seen before, in order: a reply with the same keys
+    is parsed line by line against them, without looking keys up."""
     cdef tuple keys, raws, fixed
-    cdef dict template
-    cdef set flags_for             # a copy of the str_keys ``as_str`` was computed for
+    cdef tuple flags_for           # the str_keys ``as_str`` was computed for (a copy)
     cdef bytes as_str              # per key: its values stay str
 
     cdef bytes flags(self, frozenset str_keys):
-        if self.flags_for is None or self.flags_for != str_keys:
+        if not self._same_keys(str_keys):
             self.as_str = bytes([f or (k in str_keys) for k, f in zip(self.keys, self.fixed)])
-            self.flags_for = set(str_keys)
+            self.flags_for = tuple(str_keys)
         return self.as_str
+
+    cdef bint _same_keys(self, frozenset str_keys):
+        # a few membership tests instead of a set comparison
+        if self.flags_for is None or len(self.flags_for) != len(str_keys):
+            return False
+        for k in self.flags_for:
+            if k not in str_keys:
+                return False
+        return True
 
 
 cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
@@ -409,23 +434,27 @@ cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
 cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize_t n,
                          frozenset str_keys):
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
-    cdef dict result = layout.template.copy()
-    cdef Py_ssize_t i = 0, count = len(layout.keys), eol, llen, klen
+    cdef Py_ssize_t i = 0, count = len(layout.keys), llen, klen
+    cdef dict result = _PyDict_NewPresized(count)
     cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
     cdef const char *line
+    cdef const char *q
+    cdef const char *end = p + n
     cdef bytes raw
     while pos < n:
-        eol = _line_end(p, pos, n)
-        line = p + pos
-        llen = eol - pos
-        pos = eol + 1
         if i >= count:
             return None
         raw = <bytes>layout.raws[i]
         klen = PyBytes_GET_SIZE(raw)
-        if llen < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
+        line = p + pos
+        if n - pos < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
                 or memcmp(line, PyBytes_AS_STRING(raw), klen) != 0:
             return None
+        q = line + klen + 2                # values are short: no memchr call
+        while q < end and q[0] != b'\n':
+            q += 1
+        llen = q - line
+        pos += llen + 1
         key = <str>layout.keys[i]
         result[key] = _value(key, as_str[i], line, klen + 2, llen, str_keys)
         i += 1
@@ -492,7 +521,6 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
             _LAYOUTS.clear()
         layout = _Layout()
         layout.keys, layout.raws, layout.fixed = tuple(keys), tuple(raws), tuple(fixed)
-        layout.template = dict.fromkeys(keys)
         _LAYOUTS[keys[0]] = layout
     return result
 
