@@ -8,7 +8,7 @@ signatures where Cython exposes them, and a little behaviour.
 """
 
 import socket
-from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Type
 
 # A parsed reply: (status, value, body). value is an int (id, count), a str
 # (tube name) or None; body is the job or YAML body, or None.
@@ -83,7 +83,7 @@ class CoreModule(Protocol):
     NAME_CHARS: FrozenSet[int]
     # the base of job.Job: attributes conn, jid, raw_body, reserved, body and
     # the job methods; the core builds jobs of a subclass directly
-    JobBase: type
+    JobBase: Type[Any]
 
     def Core(self, sock: socket.socket, timeout: Optional[float] = None,
              max_body: int = ...) -> CoreConnection:

@@ -88,7 +88,11 @@ cdef extern from *:
     #endif
 
     /* "00" "01" ... "99": two decimal digits per table entry */
-    static const char bsf_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    static const char bsf_pairs[201] =
+        "00010203040506070809101112131415161718192021222324"
+        "25262728293031323334353637383940414243444546474849"
+        "50515253545556575859606162636465666768697071727374"
+        "75767778798081828384858687888990919293949596979899";
 
     /* An int object's value when it is small and not negative (the common
        case), read without a call: 1 and *out set, else 0 (then ask the API). */
@@ -1304,8 +1308,8 @@ cdef object _delete(conn, jid):
     cdef Core core = _fast_core(conn)
     if core is None:
         return (<type>cmds[4]).delete(conn, jid)
-    return core._execute(conn, <tuple>cmds[3], _id_line(b"delete ", _uint("job id", jid, ULLONG_MAX)),
-                         None)
+    data = _id_line(b"delete ", _uint("job id", jid, ULLONG_MAX))
+    return core._execute(conn, <tuple>cmds[3], data, None)
 
 
 cdef object _CONN_DELETE = conn_delete
