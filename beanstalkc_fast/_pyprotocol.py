@@ -397,10 +397,10 @@ _UNDECODED: Any = object()
 
 
 class JobBase:
-    """What ``job.Job`` is made of in this core: its attributes, the body
-    decoded on first access, and its methods. The contract is ``job.Job``'s;
-    the twin of ``_protocol.JobBase`` (which does ``delete`` without a
-    Python frame)."""
+    """The part of ``job.Job`` a core provides: the attributes, the body
+    decoded on first access, ``repr`` and ``delete`` (the other methods are
+    ``job.Job``'s). The twin of ``_protocol.JobBase``, which builds jobs and
+    runs ``delete`` without a Python frame."""
 
     __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding", "__dict__")
 
@@ -438,51 +438,8 @@ class JobBase:
         return "<%s %r %s>" % (type(self).__name__, self.jid,
                                "reserved" if self.reserved else "unreserved")
 
-    def _priority(self) -> int:
-        stats = self.conn._stats_job_dict(self.jid)
-        return int(stats["pri"])
-
     def delete(self) -> None:
         """Send ``delete`` for this job (``NotFound`` when it is gone or
         reserved by another connection); it is no longer reserved."""
         self.conn.delete(self.jid)
         self.reserved = False
-
-    def release(self, priority: Optional[int] = None, delay: int = 0) -> None:
-        """Send ``release``: put this job back to ready (or delayed for ``delay``
-        seconds), keeping its priority unless ``priority`` (0..2**32-1, 0 the
-        most urgent) is given; keeping it costs a ``stats-job`` first.
-
-        A no-op unless this connection holds the job reserved (``reserved``).
-        """
-        if self.reserved:
-            pri = self._priority() if priority is None else priority
-            self.conn.release(self.jid, pri, delay)
-            self.reserved = False
-
-    def bury(self, priority: Optional[int] = None) -> None:
-        """Send ``bury``: set this job aside until kicked, keeping its priority
-        unless ``priority`` (0..2**32-1) is given (a ``stats-job`` first).
-
-        A no-op unless this connection holds the job reserved (``reserved``).
-        """
-        if self.reserved:
-            pri = self._priority() if priority is None else priority
-            self.conn.bury(self.jid, pri)
-            self.reserved = False
-
-    def kick(self) -> None:
-        """Send ``kick-job``: make this job ready if it is buried or delayed
-        (``NotFound`` otherwise)."""
-        self.conn.kick_job(self.jid)
-
-    def touch(self) -> None:
-        """Send ``touch``: restart this job's TTR, so the server does not
-        release it to another worker yet; a no-op unless reserved."""
-        if self.reserved:
-            self.conn.touch(self.jid)
-
-    def stats(self) -> Any:
-        """Send ``stats-job``: this job's statistics (see ``Connection.stats_job``);
-        ``NotFound`` when the job is gone."""
-        return self.conn.stats_job(self.jid)

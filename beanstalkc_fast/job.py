@@ -1,6 +1,6 @@
 """Job: a job handed out by reserve or peek, with shortcuts to act on it."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._impl import core as _core
 
@@ -37,3 +37,48 @@ class Job(JobBase):
     __slots__ = ()
 
     conn: "Connection"
+
+    # delete(), the attributes and the body come from the core's JobBase
+
+    def _priority(self) -> int:
+        stats = self.conn._stats_job_dict(self.jid)
+        return int(stats["pri"])
+
+    def release(self, priority: Optional[int] = None, delay: int = 0) -> None:
+        """Send ``release``: put this job back to ready (or delayed for ``delay``
+        seconds), keeping its priority unless ``priority`` (0..2**32-1, 0 the
+        most urgent) is given; keeping it costs a ``stats-job`` first.
+
+        A no-op unless this connection holds the job reserved (``reserved``).
+        """
+        if self.reserved:
+            pri = self._priority() if priority is None else priority
+            self.conn.release(self.jid, pri, delay)
+            self.reserved = False
+
+    def bury(self, priority: Optional[int] = None) -> None:
+        """Send ``bury``: set this job aside until kicked, keeping its priority
+        unless ``priority`` (0..2**32-1) is given (a ``stats-job`` first).
+
+        A no-op unless this connection holds the job reserved (``reserved``).
+        """
+        if self.reserved:
+            pri = self._priority() if priority is None else priority
+            self.conn.bury(self.jid, pri)
+            self.reserved = False
+
+    def kick(self) -> None:
+        """Send ``kick-job``: make this job ready if it is buried or delayed
+        (``NotFound`` otherwise)."""
+        self.conn.kick_job(self.jid)
+
+    def touch(self) -> None:
+        """Send ``touch``: restart this job's TTR, so the server does not
+        release it to another worker yet; a no-op unless reserved."""
+        if self.reserved:
+            self.conn.touch(self.jid)
+
+    def stats(self) -> Any:
+        """Send ``stats-job``: this job's statistics (see ``Connection.stats_job``);
+        ``NotFound`` when the job is gone."""
+        return self.conn.stats_job(self.jid)

@@ -1139,9 +1139,9 @@ cdef object _CORE_EXECUTE = Core.__dict__["execute"]   # conn._run is usually it
 
 
 cdef class JobBase:
-    """What ``job.Job`` is made of in this core: its attributes, the body
-    decoded on first access, and its methods (``delete`` without a Python
-    frame). The contract is ``job.Job``'s; the twin is ``_pyprotocol.JobBase``."""
+    """The part of ``job.Job`` a core provides: the attributes, the body
+    decoded on first access, ``repr`` and ``delete``, here without a Python
+    frame (the other methods are ``job.Job``'s). Twin: ``_pyprotocol.JobBase``."""
 
     cdef public object conn, jid, raw_body, reserved
     cdef object _body, _encoding
@@ -1180,10 +1180,6 @@ cdef class JobBase:
         return "<%s %r %s>" % (type(self).__name__, self.jid,
                                "reserved" if self.reserved else "unreserved")
 
-    def _priority(self):
-        stats = self.conn._stats_job_dict(self.jid)
-        return int(stats["pri"])
-
     def delete(self):
         """Send ``delete`` for this job (``NotFound`` when it is gone or
         reserved by another connection); it is no longer reserved."""
@@ -1194,33 +1190,6 @@ cdef class JobBase:
         else:
             conn.delete(self.jid)
         self.reserved = False
-
-    def release(self, priority=None, delay=0):
-        """Send ``release`` (see ``job.Job.release``)."""
-        if self.reserved:
-            pri = self._priority() if priority is None else priority
-            self.conn.release(self.jid, pri, delay)
-            self.reserved = False
-
-    def bury(self, priority=None):
-        """Send ``bury`` (see ``job.Job.bury``)."""
-        if self.reserved:
-            pri = self._priority() if priority is None else priority
-            self.conn.bury(self.jid, pri)
-            self.reserved = False
-
-    def kick(self):
-        """Send ``kick-job`` (see ``job.Job.kick``)."""
-        self.conn.kick_job(self.jid)
-
-    def touch(self):
-        """Send ``touch`` (see ``job.Job.touch``); a no-op unless reserved."""
-        if self.reserved:
-            self.conn.touch(self.jid)
-
-    def stats(self):
-        """Send ``stats-job`` (see ``job.Job.stats``)."""
-        return self.conn.stats_job(self.jid)
 
 
 cdef object _make_job(conn, jid, body, bint reserved):
