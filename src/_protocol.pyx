@@ -1110,6 +1110,8 @@ cdef class Core:
                 return None
             if kind == 2 or kind == 3:     # RESERVED, PEEKED
                 return _make_job(conn, value, body, kind == 2)
+            if kind == 5:                  # YAML
+                return conn._yaml_value(body, c[8])
         return c.finish(status, value, body, conn, arg)
 
 
