@@ -6,13 +6,13 @@ from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_FromStringAnd
                                 PyByteArray_GET_SIZE)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLongLong,
+from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLong, PyLong_FromLongLong,
                            PyLong_FromUnsignedLongLong)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
-from libc.limits cimport ULLONG_MAX
+from libc.limits cimport LONG_MAX, ULLONG_MAX
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
@@ -32,6 +32,7 @@ from beanstalkc_fast import _pyprotocol      # the exact, slower paths (non-ASCI
 
 cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
+    PyObject *_PyType_Lookup(type t, str name)     # borrowed, or NULL; cached by the type
 
 cdef extern from *:
     """
@@ -718,13 +719,13 @@ cdef class Reader:
             nargs += 1
         if shape == 1 or shape == 2:
             if nargs == 1:
-                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                self._h_value = _int(nums[0])
                 return 0
             if shape == 2 and nargs == 0:
                 return 0
         elif shape == 3:
             if nargs == 2:
-                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                self._h_value = _int(nums[0])
                 self._h_len = nums[1]
                 return 1
         elif nargs == 1:
@@ -989,8 +990,10 @@ cdef class Core:
         the lost reply leaves unknown) when given."""
         self._enter()
         try:
-            if not self._at_base or extra is not _NO_EXTRA:
+            if extra is not _NO_EXTRA and extra != 0:     # reserve(timeout=0): the base one
                 self._apply_timeout(self._deadline(extra))
+            elif not self._at_base:
+                self._apply_timeout(self._timeout)
             self._send(data)
             self._await_reply()
         except BaseException as exc:
@@ -1115,6 +1118,13 @@ cdef class Core:
         return c.finish(status, value, body, conn, arg)
 
 
+cdef inline object _int(unsigned long long v):
+    """``v`` as an int; ids and counts fit a C long, which has the fast path."""
+    if v <= <unsigned long long>LONG_MAX:
+        return PyLong_FromLong(<long>v)
+    return PyLong_FromUnsignedLongLong(v)
+
+
 cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *line,
                                     Py_ssize_t llen) except? ULLONG_MAX:
     """A reply's decimal integer in 0..2**64-1, else UnexpectedResponse."""
@@ -1186,8 +1196,8 @@ cdef class JobBase:
         """Send ``delete`` for this job (``NotFound`` when it is gone or
         reserved by another connection); it is no longer reserved."""
         conn = self.conn
-        delete = getattr(type(conn), "delete", None)
-        if delete is _CONN_DELETE:              # the stock one: without its frame
+        # the stock Connection.delete (looked up on the type, as a call would): without its frame
+        if _PyType_Lookup(type(conn), "delete") == <PyObject *>_CONN_DELETE:
             _delete(conn, self.jid)
         else:
             conn.delete(self.jid)
@@ -1250,8 +1260,10 @@ def conn_put(self, body, priority=2147483648, delay=0, ttr=120):
     cdef Core core = _fast_core(self)
     if core is None:
         return (<type>cmds[4]).put(self, body, priority, delay, ttr)
-    return core._execute(self, <tuple>cmds[0],
-                         encode_put(body, priority, delay, ttr, self.encoding), None)
+    # a bytes body is sent as is whatever the encoding: no need to look it up
+    encoding = None if type(body) is bytes else self.encoding
+    return core._execute(self, <tuple>cmds[0], encode_put(body, priority, delay, ttr, encoding),
+                         None)
 
 
 def conn_reserve(self, timeout=None):
