@@ -5,10 +5,16 @@ and ``beanstalkc_fast._pyprotocol``) implement :class:`CoreModule`; mypy checks
 the pure-Python one statically (``__init__.py`` binds it to a ``CoreModule``
 variable) and ``tests/test_interface.py`` checks both at run time: names,
 signatures where Cython exposes them, and a little behaviour.
+
+Optional: a core may also provide ``conn_put``, ``conn_reserve`` and
+``conn_delete`` (the Cython core does). ``connection.py`` then installs them as
+``Connection.put``/``reserve``/``delete``: each must do exactly what the
+``commands.Commands`` method does (calling it when the connection runs on
+another core), with the same signature and checks, in one call.
 """
 
 import socket
-from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Type
 
 # A parsed reply: (status, value, body). value is an int (id, count), a str
 # (tube name) or None; body is the job or YAML body, or None.
@@ -81,6 +87,9 @@ class CoreModule(Protocol):
     READ_CHUNK: int
     WRITE_CHUNK: int
     NAME_CHARS: FrozenSet[int]
+    # the base of job.Job: attributes conn, jid, raw_body, reserved, body and
+    # the job methods; the core builds jobs of a subclass directly
+    JobBase: Type[Any]
 
     def Core(self, sock: socket.socket, timeout: Optional[float] = None,
              max_body: int = ...) -> CoreConnection:

@@ -23,7 +23,7 @@ from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
            "NAME_CHARS", "Core", "Reader", "check_uint", "check_name", "encode_body",
-           "encode_id", "encode_put", "parse_yaml", "parse_head", "send_flags"]
+           "encode_id", "encode_put", "parse_yaml", "parse_head", "send_flags", "JobBase"]
 
 
 def encode_id(verb: bytes, jid: Any) -> bytes:
@@ -389,3 +389,57 @@ class Reader:
     def pending(self) -> int:
         """Bytes received but not yet returned as part of a reply."""
         return self._end - self._pos
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+_UNDECODED: Any = object()
+
+
+class JobBase:
+    """The part of ``job.Job`` a core provides: the attributes, the body
+    decoded on first access, ``repr`` and ``delete`` (the other methods are
+    ``job.Job``'s). The twin of ``_protocol.JobBase``, which builds jobs and
+    runs ``delete`` without a Python frame."""
+
+    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding", "__dict__")
+
+    def __init__(self, conn: Any, jid: int, body: Any, reserved: bool = True,
+                 encoding: Optional[str] = None) -> None:
+        self.conn = conn
+        self.jid = jid
+        self.reserved = reserved
+        self._encoding = encoding
+        if isinstance(body, str):
+            self._body: Any = body
+            self.raw_body = body.encode(encoding or "utf-8")
+        else:
+            self._body = _UNDECODED
+            self.raw_body = body
+
+    @property
+    def body(self) -> Any:
+        """The body as str, decoded with the connection's encoding on first
+        access (then cached), or as bytes when the encoding is None.
+        ``UnicodeDecodeError`` when it does not decode; ``raw_body`` always
+        holds the bytes."""
+        body = self._body
+        if body is _UNDECODED:
+            if self._encoding is None:
+                return self.raw_body
+            body = self._body = self.raw_body.decode(self._encoding)
+        return body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._body = value
+
+    def __repr__(self) -> str:
+        return "<%s %r %s>" % (type(self).__name__, self.jid,
+                               "reserved" if self.reserved else "unreserved")
+
+    def delete(self) -> None:
+        """Send ``delete`` for this job (``NotFound`` when it is gone or
+        reserved by another connection); it is no longer reserved."""
+        self.conn.delete(self.jid)
+        self.reserved = False

@@ -51,32 +51,34 @@ def fail(command: str, status: str, value: Any) -> Exception:
 
 OnOk = Callable[[Any, Any, Any, Any], Any]     # (conn, value, body, arg) -> result
 
-# what a success returns (Command.kind); the cores' execute() handle the first
-# four without a Python call
+# what a success returns (Command.kind); the cores' execute() handle all but
+# CUSTOM without calling finish()
 VALUE = 0            # the reply's value (an id, a count, a name)
 NOTHING = 1          # None
 RESERVED = 2         # a reserved Job: conn._job_type(conn, id, body, True, conn.encoding)
 PEEKED = 3           # an unreserved Job
 CUSTOM = 4           # on_ok(conn, value, body, arg)
+YAML = 5             # the body as the parse_yaml option says: conn._yaml_value(body, keys)
 
 
 class Command(tuple):  # type: ignore[type-arg]
     """One command's reply handling (see the module docstring).
 
-    A tuple, so that the Cython core's ``execute`` reads its first fields by
-    position (ok, kind, wait, lost: keep that order); the attributes name
-    them for everyone else.
+    A tuple, so that the Cython core's ``execute`` reads its fields by
+    position (ok, kind, wait, lost first, keys last: keep that order); the
+    attributes name them for everyone else.
     """
 
     __slots__ = ()
 
     def __new__(cls, name: str, ok: str, kind: Union[int, OnOk] = VALUE,
                 alt: Optional[Dict[str, Any]] = None, safe: bool = False,
-                wait: int = WAIT_NONE, lost: str = "") -> "Command":
+                wait: int = WAIT_NONE, lost: str = "", keys: FrozenSet[str] = NO_KEYS
+                ) -> "Command":
         on_ok = None
         if callable(kind):
             kind, on_ok = CUSTOM, kind
-        return tuple.__new__(cls, (ok, kind, wait, lost, name, on_ok, alt or {}, safe))
+        return tuple.__new__(cls, (ok, kind, wait, lost, name, on_ok, alt or {}, safe, keys))
 
     ok = property(itemgetter(0), doc="the success status")
     kind = property(itemgetter(1), doc="the result of a success: VALUE, NOTHING, ... CUSTOM")
@@ -87,6 +89,7 @@ class Command(tuple):  # type: ignore[type-arg]
     alt = property(itemgetter(6),
                    doc="other statuses that are results (an exception class: raised)")
     safe = property(itemgetter(7), doc="may be sent again after its reply was lost")
+    keys = property(itemgetter(8), doc="YAML: the keys whose values stay str")
 
     def __repr__(self) -> str:
         return "<Command %s>" % self.name
@@ -108,6 +111,8 @@ class Command(tuple):  # type: ignore[type-arg]
                 return value
             if kind == NOTHING:
                 return None
+            if kind == YAML:
+                return conn._yaml_value(body, self[8])
             if kind == CUSTOM:
                 return self.on_ok(conn, value, body, arg)
             return conn._job_type(conn, value, body, kind == RESERVED, conn.encoding)
@@ -139,12 +144,6 @@ class Command(tuple):  # type: ignore[type-arg]
 
 
 # -- results -------------------------------------------------------------------------
-
-def _yaml(keys: FrozenSet[str]) -> OnOk:
-    def result(conn: Any, value: Any, body: Any, arg: Any) -> Any:
-        return conn._yaml_value(body, keys)
-    return result
-
 
 def _stats_dict(conn: Any, value: Any, body: Any, arg: Any) -> Any:
     return conn._impl.parse_yaml(body, NO_KEYS)
@@ -188,16 +187,16 @@ PEEK = _cmd("peek", "FOUND", PEEKED, alt={"NOT_FOUND": None}, safe=True)
 PEEK_READY = _cmd("peek-ready", "FOUND", PEEKED, alt={"NOT_FOUND": None}, safe=True)
 PEEK_DELAYED = _cmd("peek-delayed", "FOUND", PEEKED, alt={"NOT_FOUND": None}, safe=True)
 PEEK_BURIED = _cmd("peek-buried", "FOUND", PEEKED, alt={"NOT_FOUND": None}, safe=True)
-LIST_TUBES = _cmd("list-tubes", "OK", _yaml(NO_KEYS), safe=True)
+LIST_TUBES = _cmd("list-tubes", "OK", YAML, safe=True)
 LIST_TUBE_USED = _cmd("list-tube-used", "USING", safe=True)
-LIST_TUBES_WATCHED = _cmd("list-tubes-watched", "OK", _yaml(NO_KEYS), safe=True)
+LIST_TUBES_WATCHED = _cmd("list-tubes-watched", "OK", YAML, safe=True)
 USE = _cmd("use", "USING", _used, safe=True)
 WATCH = _cmd("watch", "WATCHING", _watched, safe=True)
 IGNORE = _cmd("ignore", "WATCHING", _ignored, alt={"NOT_IGNORED": 1}, safe=True)
 PAUSE_TUBE = _cmd("pause-tube", "PAUSED", NOTHING, safe=True)
-STATS = _cmd("stats", "OK", _yaml(SERVER_STR_KEYS), safe=True)
-STATS_TUBE = _cmd("stats-tube", "OK", _yaml(NO_KEYS), safe=True)
-STATS_JOB = _cmd("stats-job", "OK", _yaml(NO_KEYS), safe=True)
+STATS = _cmd("stats", "OK", YAML, safe=True, keys=SERVER_STR_KEYS)
+STATS_TUBE = _cmd("stats-tube", "OK", YAML, safe=True)
+STATS_JOB = _cmd("stats-job", "OK", YAML, safe=True)
 STATS_JOB_DICT = _cmd("stats-job", "OK", _stats_dict, safe=True)   # parsed whatever parse_yaml says
 
 

@@ -555,6 +555,16 @@ class Connection(Commands, YamlOption):
         return priorities_of(stats)
 
 
+# The Cython core runs the hottest commands without a Python frame: its
+# conn_<name> does what Commands.<name> does (which it calls when the
+# connection runs on another core), in one call into C.
+for _name in ("put", "reserve", "delete"):
+    _fast = getattr(_default_core, "conn_" + _name, None)
+    if _fast is not None:
+        _fast.__doc__ = getattr(Commands, _name).__doc__
+        setattr(Connection, _name, _fast)
+
+
 def _run_reconnecting(conn: "Connection", cmd: Command, data: bytes, arg: Any = None) -> Any:
     """Send one command on ``conn`` and return its result (``cmd`` says
     which), reconnecting first when needed and sending a command whose reply

@@ -1,14 +1,19 @@
 """Job: a job handed out by reserve or peek, with shortcuts to act on it."""
 
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._impl import core as _core
 
 if TYPE_CHECKING:
+    from ._pyprotocol import JobBase
     from .connection import Connection
+else:
+    # the attributes and methods, from the core the package uses: the Cython
+    # core builds its jobs and runs job.delete() without a Python frame
+    JobBase = _core.JobBase
 
-_UNDECODED: Any = object()
 
-
-class Job:
+class Job(JobBase):
     """A job: ``jid``, ``body``, the ``conn`` it came from, and whether this
     connection holds it ``reserved``.
 
@@ -19,59 +24,25 @@ class Job:
     still work, so no job is lost to a decoding error. With
     ``encoding=None`` ``body`` is the bytes.
 
-    The methods send one command on ``conn`` and raise what that
+    The methods (``delete``, ``release``, ``bury``, ``kick``, ``touch``,
+    ``stats``) send one command on ``conn`` and raise what that
     ``Connection`` method raises.
 
     ``Job(conn, jid, body, reserved)`` builds one by hand as with beanstalkc
     (a str body is kept as given, ``raw_body`` is its UTF-8 encoding). Jobs
-    take other attributes too (``job.data = ...``).
+    take other attributes too (``job.data = ...``); a subclass (a connection's
+    ``_job_type``) may override any method.
     """
 
-    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding", "__dict__")
+    __slots__ = ()
 
-    def __init__(self, conn: "Connection", jid: int, body: Union[str, bytes],
-                 reserved: bool = True, encoding: Optional[str] = None) -> None:
-        self.conn = conn
-        self.jid = jid
-        self.reserved = reserved
-        self._encoding = encoding
-        if isinstance(body, str):
-            self._body: Any = body
-            self.raw_body = body.encode(encoding or "utf-8")
-        else:
-            self._body = _UNDECODED
-            self.raw_body = body
+    conn: "Connection"
 
-    @property
-    def body(self) -> Union[str, bytes]:
-        """The body as str, decoded with the connection's encoding on first
-        access (then cached), or as bytes when the encoding is None.
-        ``UnicodeDecodeError`` when it does not decode; ``raw_body`` always
-        holds the bytes."""
-        body = self._body
-        if body is _UNDECODED:
-            if self._encoding is None:
-                return self.raw_body
-            body = self._body = self.raw_body.decode(self._encoding)
-        return body  # type: ignore[no-any-return]
-
-    @body.setter
-    def body(self, value: Any) -> None:
-        self._body = value
-
-    def __repr__(self) -> str:
-        return "<%s %r %s>" % (type(self).__name__, self.jid,
-                               "reserved" if self.reserved else "unreserved")
+    # delete(), the attributes and the body come from the core's JobBase
 
     def _priority(self) -> int:
         stats = self.conn._stats_job_dict(self.jid)
         return int(stats["pri"])
-
-    def delete(self) -> None:
-        """Send ``delete`` for this job (``NotFound`` when it is gone or
-        reserved by another connection); it is no longer reserved."""
-        self.conn.delete(self.jid)
-        self.reserved = False
 
     def release(self, priority: Optional[int] = None, delay: int = 0) -> None:
         """Send ``release``: put this job back to ready (or delayed for ``delay``

@@ -6,11 +6,13 @@ from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_FromStringAnd
                                 PyByteArray_GET_SIZE)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
+from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLong, PyLong_FromLongLong,
+                           PyLong_FromUnsignedLongLong)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport PyObject
+from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
-from libc.limits cimport ULLONG_MAX
+from libc.limits cimport LONG_MAX, ULLONG_MAX
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
@@ -28,6 +30,10 @@ from beanstalkc_fast._shared import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,
 from beanstalkc_fast import _shared
 from beanstalkc_fast import _pyprotocol      # the exact, slower paths (non-ASCII stats, long verbs)
 
+cdef extern from "Python.h":
+    dict _PyDict_NewPresized(Py_ssize_t minused)
+    PyObject *_PyType_Lookup(type t, str name)     # borrowed, or NULL; cached by the type
+
 cdef extern from *:
     """
     /* Direct socket IO without the GIL. POSIX only: on Windows the core
@@ -37,6 +43,7 @@ cdef extern from *:
     static Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) { return -1; }
+    static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) { return -1; }
     static int bsf_errno(void) { return 0; }
     static double bsf_now(void) { return 0.0; }
     #define BSF_EINTR (-1)
@@ -57,7 +64,10 @@ cdef extern from *:
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) {
         return (Py_ssize_t)recv(fd, b, (size_t)n, 0);
     }
-    /* never blocks: worth trying before giving up the GIL */
+    /* never block: worth trying before giving up the GIL */
+    static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) {
+        return (Py_ssize_t)recv(fd, b, (size_t)n, MSG_DONTWAIT);
+    }
     static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) {
         return (Py_ssize_t)send(fd, b, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
@@ -77,17 +87,60 @@ cdef extern from *:
     #define BSF_EAGAIN EAGAIN
     #define BSF_EWOULDBLOCK EWOULDBLOCK
     #endif
+
+    /* "00" "01" ... "99": two decimal digits per table entry */
+    static const char bsf_pairs[201] =
+        "00010203040506070809101112131415161718192021222324"
+        "25262728293031323334353637383940414243444546474849"
+        "50515253545556575859606162636465666768697071727374"
+        "75767778798081828384858687888990919293949596979899";
+
+    /* An int object's value when it is small and not negative (the common
+       case), read without a call: 1 and *out set, else 0 (then ask the API). */
+    static int bsf_small_uint(PyObject *v, unsigned long long *out) {
+    #if defined(PYPY_VERSION) || defined(Py_LIMITED_API)
+        return 0;
+    #elif PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject *)v)) {
+            Py_ssize_t x = PyUnstable_Long_CompactValue((PyLongObject *)v);
+            if (x >= 0) { *out = (unsigned long long)x; return 1; }
+        }
+        return 0;
+    #else
+        Py_ssize_t size = Py_SIZE(v);
+        if (size == 0) { *out = 0; return 1; }
+        if (size == 1) { *out = ((PyLongObject *)v)->ob_digit[0]; return 1; }
+        if (size == 2) {
+            *out = (unsigned long long)((PyLongObject *)v)->ob_digit[0]
+                   | ((unsigned long long)((PyLongObject *)v)->ob_digit[1] << PyLong_SHIFT);
+            return 1;
+        }
+        return 0;
+    #endif
+    }
     """
     int BSF_DIRECT_IO, BSF_EINTR, BSF_EAGAIN, BSF_EWOULDBLOCK
     Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) nogil
+    Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) nogil
     int bsf_errno() nogil
     double bsf_now() nogil
+    const char *bsf_pairs
+    int bsf_small_uint(object v, unsigned long long *out) noexcept
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
+# The longest a blocking send or receive waits in the kernel before the core
+# looks at signals again: a Ctrl-C that lands just before a wait without a
+# deadline (reserve()) interrupts it within this many seconds.
+cdef double WAIT_SLICE = 1.0
+# A receive tried without blocking (and without giving up the GIL) while it
+# keeps finding the reply already there; after misses, only every PROBE-th.
+cdef enum:
+    TRY_CREDIT = 4
+    PROBE_EVERY = 16
 
 # Reply status words, the frequent first, matched by length and memcmp (no
 # allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
@@ -127,7 +180,10 @@ cdef unsigned long long _uint(str name, value, unsigned long long maximum) excep
     """``value`` checked as a protocol integer in 0..maximum (errors: the twin's)."""
     cdef int overflow = 0
     cdef long long v
+    cdef unsigned long long u
     if type(value) is int:
+        if bsf_small_uint(value, &u) and u <= maximum:
+            return u
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and 0 <= v and <unsigned long long>v <= maximum:
             return <unsigned long long>v
@@ -137,28 +193,44 @@ cdef unsigned long long _uint(str name, value, unsigned long long maximum) excep
 cdef inline char *_put_digits(char *out, unsigned long long v) noexcept:
     """Write ``v`` in decimal at ``out``; the end of what was written."""
     cdef char tmp[20]
-    cdef int n = 0
-    while True:
-        tmp[n] = <char>(48 + v % 10)
-        n += 1
-        v //= 10
-        if v == 0:
-            break
+    cdef char *t = tmp + 20
+    cdef unsigned int r
+    cdef Py_ssize_t n
+    while v >= 100:
+        r = <unsigned int>(v % 100)
+        v //= 100
+        t -= 2
+        t[0] = bsf_pairs[2 * r]
+        t[1] = bsf_pairs[2 * r + 1]
+    if v >= 10:
+        t -= 2
+        t[0] = bsf_pairs[2 * v]
+        t[1] = bsf_pairs[2 * v + 1]
+    else:
+        t -= 1
+        t[0] = <char>(48 + v)
+    n = tmp + 20 - t
     while n:
-        n -= 1
-        out[0] = tmp[n]
+        out[0] = t[0]
         out += 1
+        t += 1
+        n -= 1
     return out
 
 
 def encode_id(bytes verb, jid):
     """``verb`` (with its trailing space) and a job id, as one command line."""
     cdef unsigned long long v = _uint("job id", jid, ULLONG_MAX)
+    if PyBytes_GET_SIZE(verb) > 40:
+        return _pyprotocol.encode_id(verb, jid)
+    return _id_line(verb, v)
+
+
+cdef bytes _id_line(bytes verb, unsigned long long v):
+    """``verb`` (at most 40 bytes, with its trailing space) and ``v``, as one command line."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(verb)
     cdef char line[64]
     cdef char *e
-    if n > 40:
-        return _pyprotocol.encode_id(verb, jid)
     memcpy(line, PyBytes_AS_STRING(verb), n)
     e = _put_digits(line + n, v)
     e[0] = b'\r'
@@ -309,7 +381,20 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
     """The typed value of one ``key: value`` line (rules of the twin's _scalar);
     ``as_str``: the key's values stay str."""
     cdef const char *v = line + vstart
-    cdef Py_ssize_t vlen = llen - vstart
+    cdef Py_ssize_t vlen = llen - vstart, i
+    cdef long long x = 0
+    cdef unsigned char d
+    if not as_str and 0 < vlen < 19:              # the common case, an int: one pass
+        i = 1 if v[0] == b'-' else 0
+        if i < vlen:
+            while i < vlen:
+                d = <unsigned char>v[i] - 48
+                if d > 9:
+                    break
+                x = x * 10 + d
+                i += 1
+            if i == vlen:
+                return PyLong_FromLongLong(-x if v[0] == b'-' else x)
     if vlen >= 2 and v[0] == b'"' and line[llen - 1] == b'"':
         return line[vstart + 1:llen - 1].decode("ascii")
     if as_str:
@@ -326,18 +411,26 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
 
 
 cdef class _Layout:
-    """The keys of a reply seen before, in order, and a dict holding them:
-    a reply with the same keys is parsed into a copy, without inserting."""
+    """The keys of a reply seen before, in order: a reply with the same keys
+    is parsed line by line against them, without looking keys up."""
     cdef tuple keys, raws, fixed
-    cdef dict template
-    cdef set flags_for             # a copy of the str_keys ``as_str`` was computed for
+    cdef tuple flags_for           # the str_keys ``as_str`` was computed for (a copy)
     cdef bytes as_str              # per key: its values stay str
 
     cdef bytes flags(self, frozenset str_keys):
-        if self.flags_for is None or self.flags_for != str_keys:
+        if not self._same_keys(str_keys):
             self.as_str = bytes([f or (k in str_keys) for k, f in zip(self.keys, self.fixed)])
-            self.flags_for = set(str_keys)
+            self.flags_for = tuple(str_keys)
         return self.as_str
+
+    cdef bint _same_keys(self, frozenset str_keys):
+        # a few membership tests instead of a set comparison
+        if self.flags_for is None or len(self.flags_for) != len(str_keys):
+            return False
+        for k in self.flags_for:
+            if k not in str_keys:
+                return False
+        return True
 
 
 cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
@@ -346,23 +439,27 @@ cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
 cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize_t n,
                          frozenset str_keys):
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
-    cdef dict result = layout.template.copy()
-    cdef Py_ssize_t i = 0, count = len(layout.keys), eol, llen, klen
+    cdef Py_ssize_t i = 0, count = len(layout.keys), llen, klen
+    cdef dict result = _PyDict_NewPresized(count)
     cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
     cdef const char *line
+    cdef const char *q
+    cdef const char *end = p + n
     cdef bytes raw
     while pos < n:
-        eol = _line_end(p, pos, n)
-        line = p + pos
-        llen = eol - pos
-        pos = eol + 1
         if i >= count:
             return None
         raw = <bytes>layout.raws[i]
         klen = PyBytes_GET_SIZE(raw)
-        if llen < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
+        line = p + pos
+        if n - pos < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
                 or memcmp(line, PyBytes_AS_STRING(raw), klen) != 0:
             return None
+        q = line + klen + 2                # values are short: no memchr call
+        while q < end and q[0] != b'\n':
+            q += 1
+        llen = q - line
+        pos += llen + 1
         key = <str>layout.keys[i]
         result[key] = _value(key, as_str[i], line, klen + 2, llen, str_keys)
         i += 1
@@ -429,7 +526,6 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
             _LAYOUTS.clear()
         layout = _Layout()
         layout.keys, layout.raws, layout.fixed = tuple(keys), tuple(raws), tuple(fixed)
-        layout.template = dict.fromkeys(keys)
         _LAYOUTS[keys[0]] = layout
     return result
 
@@ -455,6 +551,7 @@ cdef class Reader:
     cdef public object max_body
     cdef bint _has_head             # a line was parsed; its body is due
     cdef object _h_name, _h_value
+    cdef object _r_body             # the body of the reply _step completed
     cdef unsigned long long _h_len
 
     def __init__(self, max_body=MAX_BODY):
@@ -521,6 +618,22 @@ cdef class Reader:
         return self._end - self._pos
 
     cdef object _next(self):
+        """The next complete reply as a tuple, or None (see ``_step``)."""
+        if not self._step():
+            return None
+        return self._take()
+
+    cdef tuple _take(self):
+        """The reply ``_step`` completed, as ``(status, value, body)``."""
+        reply = (self._h_name, self._h_value, self._r_body)
+        self._h_value = None               # keep no reference to what was handed out
+        self._r_body = None
+        return reply
+
+    cdef int _step(self) except -1:
+        """Parse the next complete reply into ``_h_name``, ``_h_value`` and
+        ``_r_body`` (None: no body) and return 1; 0 when more bytes are
+        needed. The caller takes the parts and clears the last two."""
         cdef const char *b
         cdef const char *hit
         cdef Py_ssize_t have, start
@@ -532,7 +645,7 @@ cdef class Reader:
                 if have > C_MAX_LINE:
                     raise UnexpectedResponse("reply line longer than %d bytes" % MAX_LINE)
                 self._need = have + 1
-                return None
+                return 0
             if hit == b + self._pos or (hit - 1)[0] != b'\r':
                 raise UnexpectedResponse("reply line not ended by CRLF")
             if hit - (b + self._pos) > C_MAX_LINE:
@@ -543,35 +656,31 @@ cdef class Reader:
                 if self._pos == self._end:
                     self._pos = self._end = 0
                 self._need = 1
-                reply = (self._h_name, self._h_value, None)
-                self._h_value = None           # keep no reference to what was handed out
-                return reply
+                self._r_body = None
+                return 1
             if self._h_len > self.max_body:
                 raise UnexpectedResponse("reply body of %d bytes exceeds %d"
                                          % (self._h_len, self.max_body))
             self._has_head = True
         return self._body()
 
-    cdef object _body(self):
+    cdef int _body(self) except -1:
         cdef Py_ssize_t n = <Py_ssize_t>self._h_len, end
         cdef const char *b
-        cdef bytes body
         if self._end - self._pos < n + 2:
             self._need = n + 2
-            return None
+            return 0
         b = PyByteArray_AS_STRING(self._buf)
         end = self._pos + n
         if b[end] != b'\r' or b[end + 1] != b'\n':
             raise UnexpectedResponse("reply body not followed by CRLF")
-        body = PyBytes_FromStringAndSize(b + self._pos, n)
+        self._r_body = PyBytes_FromStringAndSize(b + self._pos, n)
         self._pos = end + 2
         self._has_head = False
         self._need = 1
         if self._pos == self._end:
             self._pos = self._end = 0
-        reply = (self._h_name, self._h_value, body)
-        self._h_value = None
-        return reply
+        return 1
 
     cdef int _parse_head(self, const char *line, Py_ssize_t llen) except -1:
         """Parse a reply line into _h_name/_h_value/_h_len; 1 when a body follows."""
@@ -610,13 +719,13 @@ cdef class Reader:
             nargs += 1
         if shape == 1 or shape == 2:
             if nargs == 1:
-                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                self._h_value = _int(nums[0])
                 return 0
             if shape == 2 and nargs == 0:
                 return 0
         elif shape == 3:
             if nargs == 2:
-                self._h_value = PyLong_FromUnsignedLongLong(nums[0])
+                self._h_value = _int(nums[0])
                 self._h_len = nums[1]
                 return 1
         elif nargs == 1:
@@ -648,6 +757,8 @@ cdef class Core:
     cdef int _fd                 # >= 0: IO straight on the descriptor, without the GIL
     cdef bint _short             # the kernel timeouts hold what was left after a signal
     cdef bint _at_base           # the socket timeouts are the plain per-command ones
+    cdef int _hits               # > 0: try a receive without blocking first
+    cdef unsigned int _probe     # receives since the last try without blocking
 
     def __init__(self, sock, timeout=None, max_body=MAX_BODY):
         _prepare(sock)
@@ -690,30 +801,39 @@ cdef class Core:
     cdef _apply_timeout(self, seconds):
         if seconds is not self._current and seconds != self._current:
             clamped = _clamp(seconds)
+            self._wait = -1.0 if clamped is None else clamped
             if self._fd >= 0:
-                _set_timeout(self.sock, clamped)
+                _set_timeout(self.sock, self._slice())
             else:
                 self.sock.settimeout(clamped)
             self._current = seconds
-            self._wait = -1.0 if clamped is None else clamped
             self._short = False
         self._at_base = seconds == self._timeout
 
+    cdef inline double _slice(self) noexcept:
+        """The kernel timeout of one wait: the whole wait, at most WAIT_SLICE."""
+        return WAIT_SLICE if self._wait < 0 or self._wait > WAIT_SLICE else self._wait
+
     cdef int _io_error(self, int err, double started, double wait) except -1:
-        """Raise for a failed send/recv; return 0 to retry after a signal."""
-        if err == BSF_EINTR:
-            PyErr_CheckSignals()          # raises KeyboardInterrupt on Ctrl-C
-            if wait >= 0:
-                self._rearm(wait - (bsf_now() - started))
-            return 0
+        """Raise for a failed send/recv; return 0 to retry: after a signal,
+        or when a slice of a longer wait (``wait`` s from ``started``, < 0:
+        forever) ended. Signals are looked at in both cases, so a Ctrl-C
+        that came just before the wait interrupts it within WAIT_SLICE."""
+        cdef double left
         if err == BSF_EAGAIN or err == BSF_EWOULDBLOCK:
             if self.sock.gettimeout() is not None:
                 # made non-blocking behind our back (conn._socket.settimeout):
                 # the descriptor's mode belongs to the core, take it back
                 self.sock.settimeout(None)
                 return 0
-            raise socket.timeout("timed out")
-        raise OSError(err, os.strerror(err))
+        elif err != BSF_EINTR:
+            raise OSError(err, os.strerror(err))
+        PyErr_CheckSignals()              # raises KeyboardInterrupt on Ctrl-C
+        if wait >= 0:
+            left = wait - (bsf_now() - started)
+            if left < WAIT_SLICE:
+                self._rearm(left)
+        return 0
 
     cdef _rearm(self, double left):
         """Kernel timeouts set to what is ``left`` of this wait (the kernel
@@ -725,7 +845,7 @@ cdef class Core:
         self._short = True
 
     cdef _restore(self):
-        _set_timeout(self.sock, self._wait)
+        _set_timeout(self.sock, self._slice())
         self._short = False
 
     cdef int _send(self, data) except -1:
@@ -769,11 +889,14 @@ cdef class Core:
 
     cdef Py_ssize_t _recv(self) except -1:
         """Read what is available (at least one byte, 0 at EOF) into the
-        reader's free space; the reader is told of it by the caller."""
+        reader's free space; the reader is told of it by the caller. While
+        replies keep being there already, they are taken without blocking
+        and without giving up the GIL; else the GIL is given up for a
+        blocking receive (in slices of at most WAIT_SLICE, see _io_error)."""
         cdef char *p
         cdef Py_ssize_t room, r
         cdef int err = 0, fd = self._fd
-        cdef double wait = self._wait
+        cdef double wait
         cdef double started = 0.0
         cdef Reader reader = self._reader
         if fd < 0:
@@ -782,11 +905,23 @@ cdef class Core:
                 return self._recv_into(view)
             finally:
                 view.release()
-        if self._short:
-            self._restore()
         reader._make_room()
         p = PyByteArray_AS_STRING(reader._buf) + reader._end
         room = PyByteArray_GET_SIZE(reader._buf) - reader._end
+        self._probe += 1
+        if self._hits > 0 or self._probe % PROBE_EVERY == 0:
+            self._probe = 0
+            r = bsf_recv_now(fd, p, room)
+            if r >= 0:
+                self._hits = TRY_CREDIT
+                return r
+            err = bsf_errno()
+            if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK and err != BSF_EINTR:
+                self._io_error(err, 0.0, -1.0)
+            self._hits -= 2 if self._hits > 1 else self._hits
+        if self._short:
+            self._restore()
+        wait = self._wait
         with nogil:
             if wait >= 0:
                 started = bsf_now()
@@ -846,17 +981,21 @@ cdef class Core:
 
     def request(self, data, extra=_NO_EXTRA):
         """Send one command, read its reply as ``(status, value, body)``."""
-        return self._request(data, extra, None)
+        self._exchange(data, extra, None)
+        return self._reader._take()
 
-    cdef tuple _request(self, data, extra, lost):
-        """``request``; a SocketError gets the note ``lost`` (what the lost
-        reply leaves unknown) when given."""
+    cdef int _exchange(self, data, extra, lost) except -1:
+        """Send one command and wait for its reply, left parsed in the reader
+        (see ``Reader._step``); a SocketError gets the note ``lost`` (what
+        the lost reply leaves unknown) when given."""
         self._enter()
         try:
-            if not self._at_base or extra is not _NO_EXTRA:
+            if extra is not _NO_EXTRA and extra != 0:     # reserve(timeout=0): the base one
                 self._apply_timeout(self._deadline(extra))
+            elif not self._at_base:
+                self._apply_timeout(self._timeout)
             self._send(data)
-            return self._read_reply()
+            self._await_reply()
         except BaseException as exc:
             err = self._fail(exc)
             if lost:
@@ -864,6 +1003,7 @@ cdef class Core:
             raise err from exc.__cause__
         finally:
             self._leave()
+        return 0
 
     def pipeline(self, commands, list results, Py_ssize_t window=512,
                  Py_ssize_t max_bytes=WRITE_CHUNK):
@@ -931,41 +1071,58 @@ cdef class Core:
 
     cdef tuple _read_reply(self):
         """One reply, receiving straight into the reader's buffer until it is complete."""
+        self._await_reply()
+        return self._reader._take()
+
+    cdef int _await_reply(self) except -1:
+        """Receive until the reader holds a complete reply (see ``Reader._step``)."""
         cdef Reader reader = self._reader
         cdef Py_ssize_t n
-        while True:
-            reply = reader._next()
-            if reply is not None:
-                return <tuple>reply
+        while not reader._step():
             n = self._recv()
             if n == 0:
                 raise SocketError("connection closed by the server")
             reader._end += n
+        return 0
 
     def execute(self, conn, cmd, data, arg=None):
         """Send one command for ``conn`` and return its result as ``cmd`` (a
         ``commands.Command``) defines it (see the twin). The usual results
         (a value, None, a Job) are made here; the others by ``cmd.finish``."""
-        cdef tuple reply, c
-        cdef object kind
         if not isinstance(cmd, tuple):
             raise TypeError("cmd must be a commands.Command")
-        c = <tuple>cmd                     # (ok, kind, wait, lost, ...)
-        wait = c[2]
+        return self._execute(conn, <tuple>cmd, data, arg)
+
+    cdef object _execute(self, conn, tuple c, data, arg):
+        cdef Reader reader = self._reader
+        wait = c[2]                        # c: (ok, kind, wait, lost, ...)
         if wait == 0:                      # WAIT_NONE
-            reply = self._request(data, _NO_EXTRA, c[3])
+            self._exchange(data, _NO_EXTRA, c[3])
         else:                              # WAIT_ARG: arg seconds; WAIT_FOREVER: None
-            reply = self._request(data, arg if wait == 1 else None, c[3])
-        status = reply[0]
+            self._exchange(data, arg if wait == 1 else None, c[3])
+        status = reader._h_name
+        value = reader._h_value
+        body = reader._r_body
+        reader._h_value = None
+        reader._r_body = None
         if status == c[0]:
             kind = c[1]
             if kind == 0:                  # VALUE
-                return reply[1]
+                return value
             if kind == 1:                  # NOTHING
                 return None
             if kind == 2 or kind == 3:     # RESERVED, PEEKED
-                return conn._job_type(conn, reply[1], reply[2], kind == 2, conn.encoding)
-        return cmd.finish(status, reply[1], reply[2], conn, arg)
+                return _make_job(conn, value, body, kind == 2)
+            if kind == 5:                  # YAML
+                return conn._yaml_value(body, c[8])
+        return c.finish(status, value, body, conn, arg)
+
+
+cdef inline object _int(unsigned long long v):
+    """``v`` as an int; ids and counts fit a C long, which has the fast path."""
+    if v <= <unsigned long long>LONG_MAX:
+        return PyLong_FromLong(<long>v)
+    return PyLong_FromUnsignedLongLong(v)
 
 
 cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *line,
@@ -976,11 +1133,166 @@ cdef unsigned long long _parse_uint(const char *p, Py_ssize_t n, const char *lin
     if n == 0 or n > 20:
         raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
     for i in range(n):
-        if p[i] < b'0' or p[i] > b'9':
+        d = <unsigned long long>(<unsigned char>p[i]) - 48
+        if d > 9:
             raise UnexpectedResponse("malformed integer in reply %r" % (line[:llen],))
-    for i in range(n):
-        d = <unsigned long long>(p[i] - 48)
-        if v > (ULLONG_MAX - d) // 10:
+        if n == 20 and v > (ULLONG_MAX - d) // 10:    # only 20 digits can overflow
             raise UnexpectedResponse("integer out of range in reply %r" % (line[:llen],))
         v = v * 10 + d
     return v
+
+
+# -- jobs (twin: _pyprotocol.JobBase) ----------------------------------------------
+
+cdef object _UNDECODED = object()
+cdef tuple _EMPTY = ()
+cdef type _fast_job = None         # the last job type found to keep JobBase's construction
+cdef object _CORE_EXECUTE = Core.__dict__["execute"]   # conn._run is usually it, bound
+
+
+cdef class JobBase:
+    """The part of ``job.Job`` a core provides: the attributes, the body
+    decoded on first access, ``repr`` and ``delete``, here without a Python
+    frame (the other methods are ``job.Job``'s). Twin: ``_pyprotocol.JobBase``."""
+
+    cdef public object conn, jid, raw_body, reserved
+    cdef object _body, _encoding
+    cdef dict __dict__
+
+    def __init__(self, conn, jid, body, reserved=True, encoding=None):
+        self.conn = conn
+        self.jid = jid
+        self.reserved = reserved
+        self._encoding = encoding
+        if isinstance(body, str):
+            self._body = body
+            self.raw_body = body.encode(encoding or "utf-8")
+        else:
+            self._body = _UNDECODED
+            self.raw_body = body
+
+    @property
+    def body(self):
+        """The body as str, decoded with the connection's encoding on first
+        access (then cached), or as bytes when the encoding is None.
+        ``UnicodeDecodeError`` when it does not decode; ``raw_body`` always
+        holds the bytes."""
+        body = self._body
+        if body is _UNDECODED:
+            if self._encoding is None:
+                return self.raw_body
+            body = self._body = self.raw_body.decode(self._encoding)
+        return body
+
+    @body.setter
+    def body(self, value):
+        self._body = value
+
+    def __repr__(self):
+        return "<%s %r %s>" % (type(self).__name__, self.jid,
+                               "reserved" if self.reserved else "unreserved")
+
+    def delete(self):
+        """Send ``delete`` for this job (``NotFound`` when it is gone or
+        reserved by another connection); it is no longer reserved."""
+        conn = self.conn
+        # the stock Connection.delete (looked up on the type, as a call would): without its frame
+        if _PyType_Lookup(type(conn), "delete") == <PyObject *>_CONN_DELETE:
+            _delete(conn, self.jid)
+        else:
+            conn.delete(self.jid)
+        self.reserved = False
+
+
+cdef object _make_job(conn, jid, body, bint reserved):
+    """``conn._job_type(conn, jid, body, reserved, conn.encoding)``, built
+    here when the type keeps JobBase's ``__new__`` and ``__init__``."""
+    global _fast_job
+    job_type = conn._job_type
+    encoding = conn.encoding
+    cdef JobBase job
+    if job_type is not _fast_job:
+        if not (isinstance(job_type, type) and issubclass(job_type, JobBase)
+                and job_type.__init__ is JobBase.__init__
+                and job_type.__new__ is JobBase.__new__):
+            return job_type(conn, jid, body, reserved, encoding)
+        _fast_job = job_type
+    job = (<PyTypeObject *>job_type).tp_new(<type>job_type, <PyObject *>_EMPTY, NULL)
+    job.conn = conn
+    job.jid = jid
+    job.reserved = reserved
+    job._encoding = encoding
+    job._body = _UNDECODED
+    job.raw_body = body
+    return job
+
+
+# -- the hottest commands of the sync Connection, one call into C each -------------
+# connection.py installs conn_put, conn_reserve and conn_delete as Connection's
+# put, reserve and delete. Each does what its Commands method does: through this
+# core's Core when the connection runs on one (its _run is a Core's execute),
+# else by calling the Commands method itself.
+
+cdef tuple _CMDS = None
+
+
+cdef tuple _commands():
+    """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands), imported on first
+    use (commands imports the job module, which imports this one)."""
+    global _CMDS
+    if _CMDS is None:
+        from beanstalkc_fast import commands as c
+        _CMDS = (c.PUT, c.RESERVE, c.RESERVE_TIMEOUT, c.DELETE, c.Commands)
+    return _CMDS
+
+
+cdef inline Core _fast_core(conn):
+    """The Core whose ``execute`` is ``conn._run`` (bound), else None."""
+    run = conn._run
+    if PyMethod_Check(run) and PyMethod_GET_FUNCTION(run) == <PyObject *>_CORE_EXECUTE:
+        return <Core>PyMethod_GET_SELF(run)
+    return None
+
+
+def conn_put(self, body, priority=2147483648, delay=0, ttr=120):
+    """``Commands.put`` in one call."""
+    cdef tuple cmds = _commands()
+    cdef Core core = _fast_core(self)
+    if core is None:
+        return (<type>cmds[4]).put(self, body, priority, delay, ttr)
+    # a bytes body is sent as is whatever the encoding: no need to look it up
+    encoding = None if type(body) is bytes else self.encoding
+    return core._execute(self, <tuple>cmds[0], encode_put(body, priority, delay, ttr, encoding),
+                         None)
+
+
+def conn_reserve(self, timeout=None):
+    """``Commands.reserve`` in one call."""
+    cdef tuple cmds = _commands()
+    cdef Core core = _fast_core(self)
+    cdef unsigned long long t
+    if core is None:
+        return (<type>cmds[4]).reserve(self, timeout)
+    if timeout is None:
+        return core._execute(self, <tuple>cmds[1], b"reserve\r\n", None)
+    t = _uint("timeout", timeout, 0xFFFFFFFFULL)
+    if type(timeout) is not int:
+        timeout = PyLong_FromUnsignedLongLong(t)
+    return core._execute(self, <tuple>cmds[2], _id_line(b"reserve-with-timeout ", t), timeout)
+
+
+def conn_delete(self, jid):
+    """``Commands.delete`` in one call."""
+    return _delete(self, jid)
+
+
+cdef object _delete(conn, jid):
+    cdef tuple cmds = _commands()
+    cdef Core core = _fast_core(conn)
+    if core is None:
+        return (<type>cmds[4]).delete(conn, jid)
+    data = _id_line(b"delete ", _uint("job id", jid, ULLONG_MAX))
+    return core._execute(conn, <tuple>cmds[3], data, None)
+
+
+cdef object _CONN_DELETE = conn_delete

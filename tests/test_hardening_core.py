@@ -104,6 +104,49 @@ def test_ctrl_c_interrupts_and_frees_reservations(conn, conn_factory, tube):
     assert other.reserve(timeout=0).jid == jid
 
 
+def test_forever_wait_outlasts_the_wait_slices(conn, conn_factory, tube):
+    # reserve() without a timeout waits in the kernel in slices of at most
+    # 1 s (so signals are looked at): a job coming after a slice is still taken
+    other = conn_factory(tube)
+    timer = threading.Timer(1.3, lambda: other.put("late"))
+    timer.start()
+    try:
+        with Watchdog(10):
+            job = conn.reserve()
+    finally:
+        timer.join()
+    assert job.body == "late"
+    job.delete()
+
+
+def test_signal_handled_by_another_thread_interrupts_a_forever_wait(core, conn):
+    # The signal lands on a helper thread, so the main thread's receive is not
+    # interrupted (EINTR): the same as a Ctrl-C arriving just before the
+    # receive began. The wait must still notice it within a slice.
+    if core.__name__.endswith("_pyprotocol"):
+        pytest.skip("the twin waits inside the socket object's recv (not sliced)")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def send_to_self():
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+    old = signal.signal(signal.SIGUSR1, interrupt)
+    helper = threading.Thread(target=send_to_self)
+    try:
+        with Watchdog(10):
+            helper.start()
+            with pytest.raises(KeyboardInterrupt):
+                conn.reserve()
+    finally:
+        helper.join()
+        signal.signal(signal.SIGUSR1, old)
+    with pytest.raises(ConnectionBroken, match="interrupted"):
+        conn.stats()
+
+
 # -- item 3: timeout values at the core ----------------------------------------------------
 
 def _core_on_pair(core, timeout):
