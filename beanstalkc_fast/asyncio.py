@@ -551,7 +551,6 @@ class Connection(Commands, YamlOption):
             return
         reader = proto.reader
         reader.buffer_updated(nbytes)
-        self._progress = self._loop.time()
         pending = self._pending
         try:
             reply = reader.next_reply()
@@ -578,6 +577,8 @@ class Connection(Commands, YamlOption):
         except Exception as exc:             # malformed reply: nothing more is parsed
             self._break("unexpected response: %s" % (exc,), head=exc)
             return
+        if pending:                          # the stream moved (idle: the next write sets it)
+            self._progress = self._loop.time()
         if self._waiters:
             self._wake()
         if self._timer is None and self._pending and self._socket_timeout is not None:
