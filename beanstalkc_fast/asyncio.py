@@ -35,6 +35,7 @@ kick or a batch).
 
 import asyncio
 import collections
+import functools
 import itertools
 import socket
 import ssl as ssl_module
@@ -45,7 +46,8 @@ from . import endpoint as _endpoint
 from ._impl import core as _default_core
 from ._shared import set_keepalive
 from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAULT_TTR,
-                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, PUT, RELEASE, RESERVE_NOW,
+                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, NOTHING, PUT, RELEASE,
+                       RESERVE_NOW, RESERVED, VALUE,
                        RESERVE_TIMEOUT, STATS_JOB_DICT, Body, Command, Commands, Kinds,
                        PipelineCommands, PutStream, YamlOption, checked, by_id_commands, job_ids,
                        lost_note,
@@ -62,24 +64,50 @@ DEFAULT_PORT = 11300
 
 JobOrId = Union["Job", int]
 
-# how a reply is delivered to its _Call
-_FINISH = 0          # the caller's future gets the result or the exception
-_OUTCOME = 1         # the future gets the result or the refusal as a value (batches)
-_INTERNAL = 2        # ``arg`` is a callback taking the raw reply (housekeeping)
+# A command written and waiting for its reply is one entry of
+# Connection._pending, in the order written:
+#   (fut, cmd, arg, size)        a caller's command: ``fut`` gets cmd.finish's result
+#   (None, cmd, callback, size)  housekeeping: ``callback`` gets the raw reply
+#   a _Chunk                     consecutive commands of one batch
+_Single = Tuple[Optional["asyncio.Future[Any]"], Command, Any, int]
 
 
-class _Call:
-    """A command written and waiting for its reply."""
+class _Chunk:
+    """Consecutive commands of one batch, written together as one pending
+    entry: ``fut`` gets the outcome of each (its result, or its refusal as an
+    exception instance) in order once all are answered."""
 
-    __slots__ = ("cmd", "arg", "fut", "size", "mode")
+    __slots__ = ("fut", "cmd", "kinds", "sizes", "results", "error")
 
-    def __init__(self, cmd: Command, arg: Any, fut: "Optional[asyncio.Future[Any]]", size: int,
-                 mode: int) -> None:
-        self.cmd = cmd
-        self.arg = arg
+    def __init__(self, fut: "asyncio.Future[List[Any]]", cmd: Optional[Command],
+                 kinds: Optional[List[Tuple[Command, Any]]], sizes: List[int]) -> None:
         self.fut = fut
-        self.size = size
-        self.mode = mode
+        self.cmd = cmd                 # every command's, with arg None; else per item:
+        self.kinds = kinds             # (cmd, arg) of each command
+        self.sizes = sizes             # bytes of each command
+        self.results: List[Any] = []   # the outcomes so far
+        self.error: Optional[BaseException] = None   # raised by a result (not a refusal)
+
+    def current(self) -> Tuple[Command, Any]:
+        """The command (and arg) whose reply comes next."""
+        if self.kinds is not None:
+            return self.kinds[len(self.results)]
+        assert self.cmd is not None
+        return self.cmd, None
+
+
+_Entry = Union[_Single, _Chunk]
+
+# Connection._waiters, in turn, wait for room in the window:
+#   (fut, size)                   a wait for room (_admit): ``fut`` gets True when it
+#                                 is granted (and counted), False after a break
+#   (fut, size, cmd, arg, data)   a caller's command, written by _wake when it fits;
+#                                 ``fut`` then gets its result (_NotWritten: a break came first)
+_Waiter = Tuple[Any, ...]
+
+
+class _NotWritten(Exception):
+    """The connection broke before a command waiting for room was written."""
 
 
 class Job(_SyncJob):
@@ -134,12 +162,16 @@ class _Protocol(asyncio.BufferedProtocol):
         self.conn = conn
         self.reader = reader
         self.closed: "asyncio.Future[None]" = conn._loop.create_future()
+        # called for every read: bound straight to their targets (no Python
+        # frame of their own)
+        self.get_buffer = reader.get_buffer                            # type: ignore[method-assign]
+        self.buffer_updated = functools.partial(conn._received, self)  # type: ignore[method-assign]
 
     def get_buffer(self, sizehint: int) -> Any:
-        return self.reader.get_buffer(sizehint)
+        return self.reader.get_buffer(sizehint)       # replaced in __init__
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.conn._received(self, nbytes)
+        self.conn._received(self, nbytes)             # replaced in __init__
 
     def eof_received(self) -> Optional[bool]:
         return False                                  # close; connection_lost follows
@@ -186,7 +218,7 @@ class Connection(Commands, YamlOption):
             ssl, server_hostname, unix_socket)
         self._set_yaml(parse_yaml)
         self._impl = _default_core if core is None else core
-        self._job_type = Job
+        self._job_type: Callable[..., Job] = Job
         self.host = host
         self.port = port
         self.unix_socket = unix_socket
@@ -200,10 +232,10 @@ class Connection(Commands, YamlOption):
         self._proto: Optional[_Protocol] = None
         self._broken: Optional[str] = "not connected"
         self._epoch = 0                    # counts breaks: a wait for room is void after one
-        self._pending: Deque[_Call] = collections.deque()
+        self._pending: Deque[_Entry] = collections.deque()
         self._count = 0                    # commands written, unanswered (incl. housekeeping)
         self._bytes = 0                    # their bytes
-        self._waiters: Deque[Tuple["asyncio.Future[bool]", int]] = collections.deque()
+        self._waiters: Deque[_Waiter] = collections.deque()
         self._out: List[bytes] = []         # written this loop iteration, not yet flushed
         self._progress = 0.0               # when the reply stream last moved
         self._revive_lock: Optional[asyncio.Lock] = None
@@ -278,10 +310,10 @@ class Connection(Commands, YamlOption):
             # TLS 1.3: a server refuses a client certificate after the
             # client's handshake is done; one round trip sees it here
             try:
-                await self._send(LIST_TUBE_USED, b"list-tube-used\r\n", None, _FINISH)
+                await self._call(LIST_TUBE_USED, b"list-tube-used\r\n", None)
             except SocketError as exc:
                 raise SocketError(_endpoint.tls_refused(self._address, exc)) from exc
-        futures = [self._send(cmd, data, arg, _FINISH)
+        futures = [self._call(cmd, data, arg)
                    for cmd, data, arg in restore_commands(self._using, list(self._watching),
                                                           self._impl.check_name)]
         for fut in futures:
@@ -338,26 +370,43 @@ class Connection(Commands, YamlOption):
         return self._count < BATCH_WINDOW and (
             self._count == 0 or self._bytes + size <= BATCH_BYTES)
 
-    def _send(self, cmd: Command, data: bytes, arg: Any, mode: int,
-              counted: bool = False) -> "asyncio.Future[Any]":
-        """Write one command now; the future of its reply."""
+    def _call(self, cmd: Command, data: bytes, arg: Any) -> "asyncio.Future[Any]":
+        """Write one command now, whatever the window (connecting); the future
+        of its result."""
         fut = self._loop.create_future()
-        size = len(data)
-        if not counted:
-            self._count += 1
-            self._bytes += size
-        if not self._pending:
-            self._progress = self._loop.time()
-        self._pending.append(_Call(cmd, arg, fut, size, mode))
-        self._write(data)
+        self._count += 1
+        self._bytes += len(data)
+        self._enqueue((fut, cmd, arg, len(data)), data)
         return fut
 
-    def _write(self, data: bytes) -> None:
-        """Queue ``data``; what is queued in one loop iteration goes out in one write."""
-        self._out.append(data)
-        if len(self._out) == 1:
+    def _enqueue(self, entry: _Entry, data: bytes) -> None:
+        """Append ``entry`` (its room counted) to the pending ones and write
+        ``data``: at once when nothing is pending or queued (a lone command,
+        a batch's chunk), else queued, so that what is issued in one loop
+        iteration goes out in one write."""
+        pending = self._pending
+        if not pending:
+            self._progress = self._loop.time()
+            pending.append(entry)
+            self._write(data, True)
+        else:
+            pending.append(entry)
+            self._write(data, isinstance(entry, _Chunk))
+
+    def _write(self, data: bytes, now: bool) -> None:
+        """Write ``data`` after what is queued: at once when nothing is
+        queued and ``now``, else queued to go out in one write at the end of
+        this loop iteration."""
+        out = self._out
+        if out:
+            out.append(data)
+        elif now:
+            assert self._transport is not None
+            self._transport.write(data)
+        else:
+            out.append(data)
             self._loop.call_soon(self._flush)
-        if self._timer is None and self.socket_timeout is not None:
+        if self._timer is None and self._socket_timeout is not None:
             self._arm()
 
     def _flush(self) -> None:
@@ -373,10 +422,7 @@ class Connection(Commands, YamlOption):
             return
         self._count += 1
         self._bytes += len(data)
-        if not self._pending:
-            self._progress = self._loop.time()
-        self._pending.append(_Call(STATS_JOB_DICT, callback, None, len(data), _INTERNAL))
-        self._write(data)
+        self._enqueue((None, STATS_JOB_DICT, callback, len(data)), data)
 
     async def _admit(self, size: int) -> None:
         """Wait until a command of ``size`` bytes may be written (its room is
@@ -416,19 +462,31 @@ class Connection(Commands, YamlOption):
                 return
 
     def _wake(self) -> None:
-        """Grant room to the waiting callers it now fits, in order."""
+        """Grant room to the waiters it now fits, in order: a caller's command
+        is written (all of them in one write), a wait for room is woken."""
         waiters = self._waiters
+        pending = self._pending
+        out: List[bytes] = []
         while waiters:
-            fut, size = waiters[0]
-            if fut.done():
+            waiter = waiters[0]
+            fut, size = waiter[0], waiter[1]
+            if fut.done():                     # cancelled: nothing is sent
                 waiters.popleft()
                 continue
             if not self._has_room(size):
-                return
+                break
             waiters.popleft()
             self._count += 1
             self._bytes += size
-            fut.set_result(True)
+            if len(waiter) == 2:
+                fut.set_result(True)
+                continue
+            if not pending:
+                self._progress = self._loop.time()
+            pending.append((fut, waiter[2], waiter[3], size))
+            out.append(waiter[4])
+        if out:
+            self._write(out[0] if len(out) == 1 else b"".join(out), True)
 
     async def _revive(self) -> None:
         if self._revive_lock is None:
@@ -447,21 +505,40 @@ class Connection(Commands, YamlOption):
         """Write the command (when there is room) and return its result."""
         retried = False
         while True:
-            if self._broken is None and not self._waiters and self._has_room(len(data)):
-                fut = self._send(cmd, data, arg, _FINISH)
+            size = len(data)
+            fut = self._loop.create_future()
+            count = self._count
+            if self._broken is not None:
+                await self._admit(size)        # reconnects, or ConnectionBroken
+                self._enqueue((fut, cmd, arg, size), data)
+            elif self._waiters or count >= BATCH_WINDOW or (
+                    count and self._bytes + size > BATCH_BYTES):
+                self._waiters.append((fut, size, cmd, arg, data))   # _wake writes it in turn
+            elif count == 0:                   # idle: _enqueue's path for a lone command
+                self._count = 1
+                self._bytes = size
+                self._progress = self._loop.time()
+                self._pending.append((fut, cmd, arg, size))
+                assert self._transport is not None
+                self._transport.write(data)
+                if self._timer is None and self._socket_timeout is not None:
+                    self._arm()
             else:
-                await self._admit(len(data))
-                fut = self._send(cmd, data, arg, _FINISH, counted=True)
+                self._count = count + 1
+                self._bytes += size
+                self._enqueue((fut, cmd, arg, size), data)
             try:
                 return await fut
             except asyncio.CancelledError:
                 if fut.done() and not fut.cancelled():
-                    self._abandon(fut)
+                    self._abandon(fut.result() if fut.exception() is None else None)
                 raise
+            except _NotWritten:
+                continue
             except ConnectionBroken:
                 raise
             except SocketError as exc:
-                if self.auto_reconnect and cmd.safe and not retried:
+                if self.auto_reconnect and cmd[7] and not retried:    # cmd.safe
                     retried = True
                     continue
                 if cmd.lost:
@@ -474,54 +551,115 @@ class Connection(Commands, YamlOption):
             return
         reader = proto.reader
         reader.buffer_updated(nbytes)
-        self._progress = self._loop.time()
+        pending = self._pending
         try:
             reply = reader.next_reply()
             while reply is not None:
+                entry = pending[0] if pending else None
+                if entry.__class__ is _Chunk:
+                    reply = self._fill(entry, reply, reader)
+                    continue
+                # inline, the common case: a caller's command succeeded with
+                # a value or nothing as its result; _deliver does the rest
+                if entry.__class__ is tuple:
+                    fut, cmd, _, size = entry
+                    kind = cmd[1]              # Command fields by position: ok, kind
+                    if (fut is not None and reply[0] == cmd[0] and kind <= NOTHING
+                            and not fut.done()):
+                        pending.popleft()
+                        self._count -= 1
+                        self._bytes -= size
+                        fut.set_result(reply[1] if kind == VALUE else None)
+                        reply = reader.next_reply()
+                        continue
                 self._deliver(reply)
                 reply = reader.next_reply()
         except Exception as exc:             # malformed reply: nothing more is parsed
             self._break("unexpected response: %s" % (exc,), head=exc)
             return
+        if pending:                          # the stream moved (idle: the next write sets it)
+            self._progress = self._loop.time()
         if self._waiters:
             self._wake()
-        if self._timer is None and self._pending and self.socket_timeout is not None:
+        if self._timer is None and self._pending and self._socket_timeout is not None:
             self._arm()
 
     def _deliver(self, reply: Any) -> None:
-        if not self._pending:
+        """Hand ``reply`` to the oldest pending entry, a single command's
+        (_received does the common case itself, and _fill a chunk's)."""
+        pending = self._pending
+        if not pending:
             raise UnexpectedResponse("reply %r with no command waiting" % (reply[0],))
-        call = self._pending.popleft()
+        fut, cmd, arg, size = pending.popleft()   # type: ignore[misc]
         self._count -= 1
-        self._bytes -= call.size
+        self._bytes -= size
         status, value, body = reply
-        if call.mode == _INTERNAL:
-            call.arg(reply)
+        if fut is None:
+            arg(reply)
             return
-        fut = call.fut
-        assert fut is not None
         try:
-            if call.mode == _OUTCOME:
-                result = call.cmd.outcome(status, value, body, self, call.arg)
-            else:
-                result = call.cmd.finish(status, value, body, self, call.arg)
+            result = cmd.finish(status, value, body, self, arg)
         except Exception as exc:
             if not fut.cancelled():
                 fut.set_exception(exc)
             return
         if fut.cancelled():
-            if isinstance(result, Job) and result.reserved:
-                self._release(result.jid)
+            self._abandon(result)
         else:
             fut.set_result(result)
 
-    def _abandon(self, fut: "asyncio.Future[Any]") -> None:
-        """The result of a call cancelled after its reply arrived: a reserved
-        job is released (an exception is marked retrieved)."""
-        if fut.exception() is None:
-            result = fut.result()
-            if isinstance(result, Job) and result.reserved:
-                self._release(result.jid)
+    def _fill(self, chunk: _Chunk, reply: Any, reader: Any) -> Any:
+        """Add the outcomes of ``reply`` and the replies that follow it in
+        ``reader`` to ``chunk`` (its future gets them all with the last);
+        the next reply not taken, or None."""
+        results, sizes, kinds = chunk.results, chunk.sizes, chunk.kinds
+        cmd = chunk.cmd
+        arg = None
+        job, encoding = self._job_type, self.encoding
+        first = i = len(results)
+        end = len(sizes)
+        while True:
+            if kinds is not None:
+                cmd, arg = kinds[i]
+            assert cmd is not None
+            status, value, body = reply
+            kind = cmd[1]                  # Command fields by position: ok, kind
+            if status == cmd[0] and kind <= RESERVED:   # the common kinds, as finish makes them
+                results.append(value if kind == VALUE else None if kind == NOTHING
+                               else job(self, value, body, True, encoding))
+            else:
+                try:
+                    results.append(cmd.outcome(status, value, body, self, arg))
+                except Exception as exc:
+                    results.append(None)
+                    if chunk.error is None:
+                        chunk.error = exc
+            i += 1
+            if i == end:
+                break
+            reply = reader.next_reply()
+            if reply is None:
+                break
+        self._count -= i - first
+        self._bytes -= sum(sizes[first:i])
+        if i < end:
+            return None
+        self._pending.popleft()
+        fut = chunk.fut
+        if fut.cancelled():
+            for result in results:
+                self._abandon(result)
+        elif chunk.error is not None:
+            fut.set_exception(chunk.error)
+        else:
+            fut.set_result(results)
+        return reader.next_reply()
+
+    def _abandon(self, result: Any) -> None:
+        """The result of a call nobody waits for any more: a reserved job is
+        released."""
+        if isinstance(result, Job) and result.reserved:
+            self._release(result.jid)
 
     def _release(self, jid: int) -> None:
         """Release a job nobody waits for any more, keeping its priority."""
@@ -538,8 +676,8 @@ class Connection(Commands, YamlOption):
 
     # -- faults ----------------------------------------------------------------------
     def _arm(self) -> None:
-        assert self.socket_timeout is not None
-        self._timer = self._loop.call_at(self._progress + self.socket_timeout, self._deadline)
+        assert self._socket_timeout is not None
+        self._timer = self._loop.call_at(self._progress + self._socket_timeout, self._deadline)
 
     def _deadline(self) -> None:
         """The read deadline's check: break when the head call waited too long."""
@@ -547,7 +685,11 @@ class Connection(Commands, YamlOption):
         if self._broken is not None or not self._pending or self.socket_timeout is None:
             return
         head = self._pending[0]
-        extra = head.cmd.extra(head.arg) if head.mode != _INTERNAL else 0.0
+        if isinstance(head, _Chunk):
+            cmd, arg = head.current()
+            extra = cmd.extra(arg)
+        else:
+            extra = head[1].extra(head[2]) if head[0] is not None else 0.0
         if extra is None:
             return                     # waits indefinitely; armed again when the head moves
         deadline = self._progress + self.socket_timeout + extra
@@ -574,8 +716,8 @@ class Connection(Commands, YamlOption):
                 self._transport.close()
         pending, self._pending = self._pending, collections.deque()
         self._count = self._bytes = 0
-        for i, call in enumerate(pending):
-            fut = call.fut
+        for i, entry in enumerate(pending):
+            fut = entry.fut if isinstance(entry, _Chunk) else entry[0]
             if fut is None or fut.done():
                 continue
             if i == 0 and head is not None:
@@ -585,9 +727,13 @@ class Connection(Commands, YamlOption):
                 err.__cause__ = cause
                 fut.set_exception(err)
         waiters, self._waiters = self._waiters, collections.deque()
-        for wfut, _ in waiters:
+        for waiter in waiters:
+            wfut = waiter[0]
             if not wfut.done():
-                wfut.set_result(False)
+                if len(waiter) == 2:
+                    wfut.set_result(False)
+                else:
+                    wfut.set_exception(_NotWritten())
 
     # -- batches -------------------------------------------------------------------------
     def pipeline(self) -> "Pipeline":
@@ -596,48 +742,82 @@ class Connection(Commands, YamlOption):
 
     async def _batch(self, kinds: Kinds, commands: Iterable[bytes], what: str,
                      raise_errors: bool) -> List[Any]:
-        """Write every command (in order, as room allows) and collect each
-        result or refusal in order; ``kinds`` is the batch's Command, or a
-        (Command, arg) per item. BatchError when some item was refused (unless not
-        ``raise_errors``); SocketError carrying ``results`` when the link broke;
-        an exception of ``items`` stops the writing, the written ones are
-        answered, then it is raised."""
-        futures: List["asyncio.Future[Any]"] = []
-        results: List[Any] = []
+        """Write every command (in order, as room allows: each time as many as
+        fit, in one write, as one pending _Chunk) and collect each result or
+        refusal in order; ``kinds`` is the batch's Command, or a (Command,
+        arg) per item. BatchError when some item was refused (unless not
+        ``raise_errors``); SocketError carrying ``results`` when the link
+        broke; an exception of ``commands`` stops the writing, the written
+        ones are answered, then it is raised."""
+        cmd = kinds if isinstance(kinds, Command) else None
+        chunks: List[_Chunk] = []
         deferred: Optional[BaseException] = None
-        uniform = isinstance(kinds, Command)
-        cmd: Command = kinds if isinstance(kinds, Command) else PUT     # else: per item
-        arg: Any = None
+        items = iter(commands)
+        written = 0
+        data: Optional[bytes] = None
         try:
-            it = iter(commands)
             while True:
-                try:
-                    data = next(it, None)
-                except Exception as exc:
-                    deferred = exc
-                    break
                 if data is None:
-                    break
-                if not uniform:
-                    cmd, arg = kinds[len(futures)]
-                if self._broken is None and not self._waiters and self._has_room(len(data)):
-                    futures.append(self._send(cmd, data, arg, _OUTCOME))
+                    try:
+                        data = next(items, None)
+                    except Exception as exc:
+                        deferred = exc
+                    if data is None:
+                        break
+                size = len(data)
+                if self._broken is None and not self._waiters and self._has_room(size):
+                    self._count += 1
+                    self._bytes += size
                 else:
-                    await self._admit(len(data))
-                    futures.append(self._send(cmd, data, arg, _OUTCOME, counted=True))
-            for fut in futures:
-                results.append(await fut)
+                    await self._admit(size)
+                out, sizes = [data], [size]
+                data = None
+                if not self._waiters:             # as many more as fit now
+                    count, nbytes = self._count, self._bytes
+                    try:
+                        for data in items:
+                            size = len(data)
+                            if count >= BATCH_WINDOW or nbytes + size > BATCH_BYTES:
+                                break             # ``data`` starts the next chunk
+                            count += 1
+                            nbytes += size
+                            out.append(data)
+                            sizes.append(size)
+                        else:
+                            data = None
+                    except Exception as exc:
+                        deferred = exc
+                        data = None
+                    self._count, self._bytes = count, nbytes
+                chunk = _Chunk(self._loop.create_future(), cmd,
+                               None if isinstance(kinds, Command)
+                               else kinds[written:written + len(sizes)], sizes)
+                written += len(sizes)
+                chunks.append(chunk)
+                self._enqueue(chunk, out[0] if len(out) == 1 else b"".join(out))
+                if deferred is not None:
+                    break
+            results: List[Any] = []
+            for chunk in chunks:
+                results += await chunk.fut
         except asyncio.CancelledError:
-            for fut in futures:
+            for chunk in chunks:
+                fut = chunk.fut
                 if not fut.done():
                     fut.cancel()
-                elif not fut.cancelled():
-                    self._abandon(fut)
+                elif not fut.cancelled() and fut.exception() is None:
+                    for result in fut.result():
+                        self._abandon(result)
             raise
         except SocketError as exc:
-            for fut in futures:                        # the rest failed alike
-                if fut.done() and not fut.cancelled():
-                    fut.exception()
+            results = []
+            for chunk in chunks:                       # what was confirmed, in order
+                results += chunk.results
+                if len(chunk.results) < len(chunk.sizes):
+                    break
+            for chunk in chunks:
+                if chunk.fut.done() and not chunk.fut.cancelled():
+                    chunk.fut.exception()              # the rest failed alike
             exc.results = results  # type: ignore[attr-defined]
             if not isinstance(exc, ConnectionBroken):
                 exc.args = ("%s; %s" % (exc.args[0], lost_note(what, len(results))),)

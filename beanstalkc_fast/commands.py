@@ -641,7 +641,8 @@ def job_ids(impl: Any, jobs: Iterable[Any]) -> Tuple[List[Any], List[int]]:
     """The jobs (Job or id) as a list, and their checked ids."""
     jobs = list(jobs)
     check = impl.check_uint
-    return jobs, [check("job id", id_of(j), MAX_UINT64) for j in jobs]
+    return jobs, [check("job id", j.jid if isinstance(j, Job) else j, MAX_UINT64)  # id_of
+                  for j in jobs]
 
 
 def by_id_commands(cmd: Command, ids: List[int], tails: Iterable[bytes]) -> List[bytes]:

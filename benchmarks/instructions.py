@@ -12,13 +12,17 @@ are the two sections' instructions;
 (I(3N) - I(N)) / 2N is the cost of one operation with interpreter startup, imports,
 connecting and the per-section overhead cancelled out. Prefill (resdel) and cleanup
 are done by this driver outside valgrind. Workloads: put (100 B body), resdel
-(reserve(timeout=0) + Job + job.delete()), put64k (64 KiB body), stats (parsed dict).
+(reserve(timeout=0) + Job + job.delete()), put64k (64 KiB body), stats (parsed dict);
+asyncio (not run by default, --workloads aput,...): aput (awaited put), aputuv (on uvloop),
+agather (puts gathered 1,000 at a time), aput_many (put_many), ares_many
+(reserve_many(512, timeout=0) + delete_many), bench.py's A1-A4 shapes.
 Starts its own beanstalkd on a free loopback port and stops it by PID.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import shutil
@@ -35,7 +39,10 @@ sys.path[:0] = [str(BENCH_DIR), str(ROOT)]   # bench.py, and the package in this
 import bench  # noqa: E402  (server start/stop and the core environment, shared with bench.py)
 
 WORKLOADS = ["put", "resdel", "put64k", "stats"]
-BODY = {"put": 100, "resdel": 100, "put64k": 65536, "stats": 100}
+ASYNC_WORKLOADS = ["aput", "aputuv", "agather", "aput_many", "ares_many"]
+BODY = {"put": 100, "resdel": 100, "put64k": 65536, "stats": 100, "aput": 100, "aputuv": 100,
+        "agather": 100, "aput_many": 100, "ares_many": 100}
+PREFILLED = ("resdel", "ares_many")      # 4N jobs put by the driver, all taken by the client
 # fewer of the costly operations: 4N 64 KiB jobs sit in the server at once, and
 # parsing stats in pure Python is slow under callgrind
 SCALE = {"put64k": 10, "stats": 4}
@@ -63,6 +70,39 @@ OPS: Dict[str, Callable[[Any, int, bytes], None]] = {
     "put": _op_put, "put64k": _op_put, "resdel": _op_resdel, "stats": _op_stats}
 
 
+async def _aop(c: Any, workload: str, n: int, body: bytes) -> None:
+    """n operations of an asyncio workload on the asyncio connection c."""
+    if workload in ("aput", "aputuv"):
+        for _ in range(n):
+            await c.put(body)
+    elif workload == "agather":
+        for k in range(0, n, 1000):
+            await asyncio.gather(*[c.put(body) for _ in range(min(1000, n - k))])
+    elif workload == "aput_many":
+        for k in range(0, n, 5000):
+            await c.put_many([body] * min(5000, n - k))
+    else:                                   # ares_many
+        while n:
+            jobs = await c.reserve_many(min(512, n), timeout=0)
+            await c.delete_many(jobs)
+            n -= len(jobs)
+
+
+async def _aclient(workload: str, n: int, tube: str, port: int, mark: Callable[[], Any]) -> None:
+    import beanstalkc_fast.asyncio as bsa
+    c = await bsa.connect("127.0.0.1", port, encoding=None)
+    await c.use(tube)
+    await c.watch(tube)
+    await c.ignore("default")
+    body = b"x" * BODY[workload]
+    mark()                  # dump 3k+1
+    await _aop(c, workload, n, body)
+    mark()                  # dump 3k+2
+    await _aop(c, workload, 3 * n, body)
+    mark()                  # dump 3k+3
+    await c.close()
+
+
 def client(plan: List[Tuple[str, int, str]], port: int) -> None:
     """The profiled process: connect; then for each (workload, n, tube) of the plan,
     switch to the tube and run the operation n times, then 3n times, with a
@@ -71,6 +111,20 @@ def client(plan: List[Tuple[str, int, str]], port: int) -> None:
     c = bc.Connection(host="127.0.0.1", port=port, encoding=None)
     watched, mark = "default", os.getppid
     for workload, n, tube in plan:
+        if workload in ASYNC_WORKLOADS:     # a connection of its own, in an event loop
+            loop: asyncio.AbstractEventLoop
+            if workload == "aputuv":
+                import site
+                site.main()                 # run with -S: uvloop is in site-packages
+                import uvloop
+                loop = uvloop.new_event_loop()
+            else:
+                loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(_aclient(workload, n, tube, port, mark))
+            finally:
+                loop.close()
+            continue
         c.use(tube)
         c.watch(tube)
         c.ignore(watched)
@@ -121,7 +175,7 @@ def instructions(core: str, sizes: Dict[str, int], port: int,
     helpers = {}
     for w, n, tube in plan:
         helpers[w] = _connect(port, tube)
-        if w == "resdel":
+        if w in PREFILLED:
             body = b"x" * BODY[w]
             for k in range(0, 4 * n, 10000):
                 helpers[w].put_many([body] * min(10000, 4 * n - k))
@@ -138,7 +192,7 @@ def instructions(core: str, sizes: Dict[str, int], port: int,
     for k, (w, n, _tube) in enumerate(plan):
         left = _drain(helpers[w])
         helpers[w].close()
-        expected = 4 * n if w in ("put", "put64k") else 0
+        expected = 0 if w in PREFILLED else 4 * n
         if left != expected:
             raise SystemExit("%s %s: %d jobs left in the tube, expected %d"
                              % (core, w, left, expected))
@@ -162,7 +216,8 @@ def main(argv: List[str] | None = None) -> None:
 
     workloads = [w for w in args.workloads.split(",") if w]
     cores = [c for c in args.cores.split(",") if c]
-    bad = [w for w in workloads if w not in WORKLOADS] + [c for c in cores if c not in bench.CORES]
+    bad = ([w for w in workloads if w not in WORKLOADS + ASYNC_WORKLOADS]
+           + [c for c in cores if c not in bench.CORES])
     if bad:
         ap.error("unknown workload/core: %s" % ",".join(bad))
     if shutil.which("valgrind") is None:

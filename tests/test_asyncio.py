@@ -194,6 +194,27 @@ def test_batches(arun, tube):
     arun(body)
 
 
+def test_batches_and_single_calls_interleaved(arun, tube):
+    async def body(connect):
+        c = await connect()
+        async with c.pipeline() as p:
+            p.put("p0")
+            p.peek(10 ** 12)
+        many, *singles = await asyncio.gather(
+            c.put_many("m%d" % i for i in range(1500)),
+            *(c.put("s%d" % i) for i in range(600)), c.put_many(["n0", "n1"]))
+        assert len(many) == 1500 and len(singles) == 601
+        ids = p.results[:1] + many + singles[:600] + singles[600]
+        assert p.results[1] is None and len(set(ids)) == 2103
+        at = [0, 1, 1500, 1501, 2100, 2101, 2102]
+        assert [(await c.peek(ids[i])).body for i in at] == [
+            "p0", "m0", "m1499", "s0", "s599", "n0", "n1"]
+        jobs = await c.reserve_many(3000, timeout=0)
+        assert sorted(j.jid for j in jobs) == sorted(ids)
+        assert await c.delete_many(jobs) == [None] * 2103
+    arun(body)
+
+
 def test_batch_validation_before_anything_is_written(arun, tube):
     async def body(connect):
         c = await connect()

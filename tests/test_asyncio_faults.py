@@ -52,6 +52,42 @@ def test_cut_with_100_callers_fails_all(arun_fake, fake_server):
     arun_fake(body, guard=20)
 
 
+def test_cut_with_callers_beyond_the_window(arun_fake, fake_server):
+    def handler(sock, srv):
+        read_lines(sock, 512)
+        time.sleep(0.1)
+        sock.close()
+
+    srv = fake_server(handler)
+
+    async def body(connect):
+        c = await connect(port=srv.port)
+        results = await asyncio.gather(*(c.peek(i + 1) for i in range(600)),
+                                       return_exceptions=True)
+        assert all(type(r) is SocketError for r in results[:512])       # written, lost
+        assert all(type(r) is ConnectionBroken for r in results[512:])  # never written
+    arun_fake(body, guard=20)
+
+
+def test_batch_cut_keeps_the_confirmed_results(arun_fake, fake_server):
+    def handler(sock, srv):
+        _, rest = read_lines(sock, 2 * 512)         # a put is two lines
+        sock.sendall(b"".join(b"INSERTED %d\r\n" % (i + 1) for i in range(512)))
+        read_lines(sock, 2 * 488, rest)
+        sock.sendall(b"".join(b"INSERTED %d\r\n" % (i + 1) for i in range(512, 700)))
+        time.sleep(0.1)
+        sock.close()
+
+    srv = fake_server(handler)
+
+    async def body(connect):
+        c = await connect(port=srv.port)
+        with pytest.raises(SocketError, match="past the 700 confirmed ones") as info:
+            await c.put_many([b"x"] * 1000)
+        assert info.value.results == list(range(1, 701))
+    arun_fake(body, guard=20)
+
+
 def test_missed_read_deadline_fails_every_caller(arun_fake, fake_server):
     def handler(sock, srv):
         read_until(sock)
