@@ -8,11 +8,15 @@ signatures where Cython exposes them, and a little behaviour.
 """
 
 import socket
-from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Union
 
 # A parsed reply: (status, value, body). value is an int (id, count), a str
 # (tube name) or None; body is the job or YAML body, or None.
 Reply = Tuple[str, Any, Optional[bytes]]
+
+# What a core sends as one command: one buffer, or (what ``encode_put_parts``
+# makes of a big body) a tuple of buffers sent in order without being joined.
+Data = Union[bytes, Tuple[Any, ...]]
 
 
 class CoreConnection(Protocol):
@@ -23,12 +27,12 @@ class CoreConnection(Protocol):
     max_body: int
     broken: Optional[str]        # None while usable, else why it is broken
 
-    def request(self, data: bytes, extra: Optional[float] = 0.0) -> Reply:
+    def request(self, data: Data, extra: Optional[float] = 0.0) -> Reply:
         """Send one command, read its reply; ``extra``: how long the server may
         legitimately wait before answering (None: indefinitely)."""
         ...
 
-    def execute(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
+    def execute(self, conn: Any, cmd: Any, data: Data, arg: Any = None) -> Any:
         """Send one command for ``conn`` and return its result as ``cmd`` (a
         ``commands.Command``) defines it; the fast path of the front ends."""
         ...
@@ -80,6 +84,7 @@ class CoreModule(Protocol):
     MAX_UINT32: int
     READ_CHUNK: int
     WRITE_CHUNK: int
+    SCATTER_MIN: int             # a put body this big is sent from its own buffer
     NAME_CHARS: FrozenSet[int]
 
     def Core(self, sock: socket.socket, timeout: Optional[float] = None,
@@ -106,6 +111,13 @@ class CoreModule(Protocol):
     def encode_put(self, body: Any, priority: Any, delay: Any, ttr: Any,
                    encoding: Optional[str]) -> bytes:
         """The complete ``put`` command, header and body, in one buffer."""
+        ...
+
+    def encode_put_parts(self, body: Any, priority: Any, delay: Any, ttr: Any,
+                         encoding: Optional[str]) -> Data:
+        """``put`` as a Core sends it: ``encode_put``'s one buffer for a body
+        under SCATTER_MIN bytes, else ``(header, body, b"\\r\\n")`` with the
+        body's own buffer (never copied); for ``request``/``execute`` only."""
         ...
 
     def encode_id(self, verb: bytes, jid: Any) -> bytes:
