@@ -10,6 +10,7 @@ import os
 import socket
 from typing import Any, FrozenSet, Iterable, List, Optional, Tuple, Union
 
+from ._window import run_window
 from .errors import SocketError, UnexpectedResponse
 
 # what both cores share (limits, name and number rules, socket helpers, value
@@ -18,7 +19,7 @@ from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,
                       MAX_TIMEOUT, MAX_UINT32, MAX_UINT64, MIN_TIMEOUT, NAME_CHARS, READ_CHUNK,
                       SCATTER_MIN, SEND_FLAGS, WRITE_CHUNK, Reply, _clamp, _prepare, _scalar,
                       _send_all, _set_timeout, _truncate, body_buffer, check_name, check_uint,
-                      encode_body, failure, note_lost_reply, refusal, run_window, say_quit,
+                      encode_body, failure, note_lost_reply, refusal, say_quit,
                       send_flags, send_parts, wake)
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
@@ -209,7 +210,7 @@ class Core:
         self._enter()
         try:
             self._apply_timeout(self.timeout)
-            deferred = run_window(self._send, self._read_reply, self._reader.pending,
+            deferred = run_window(self._send, self._read_reply, self._read_buffered,
                                   commands, results, window, max_bytes)
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
@@ -217,6 +218,16 @@ class Core:
             self._leave()
         if deferred is not None:
             raise deferred
+
+    def _read_buffered(self, results: List[Reply], most: int) -> int:
+        """Append replies to ``results`` while bytes of them are buffered, at
+        most ``most``; how many (``run_window``'s ``read_buffered``)."""
+        pending, read, append = self._reader.pending, self._read_reply, results.append
+        for count in range(most):
+            if not pending():
+                return count
+            append(read())
+        return most
 
     # -- reading ------------------------------------------------------------------
     def _read_reply(self) -> Reply:

@@ -1,7 +1,7 @@
 """What both protocol cores (and the front ends) share, written once: the
 protocol's limits and reply shapes, the rules for names, numbers and bodies,
-socket and timeout helpers, the typing of stats values, the failure mapping of
-a core, and the windowed pipeline of the pure-Python core."""
+socket and timeout helpers, the typing of stats values and the failure mapping of
+a core. The windowed pipeline driver of both cores is in ``_window``."""
 
 import decimal
 import math
@@ -11,7 +11,7 @@ import socket
 import ssl
 import struct
 import sys
-from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, FrozenSet, Optional, Tuple
 
 from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
                      UnexpectedResponse)
@@ -258,66 +258,6 @@ def note_lost_reply(exc: BaseException, note: str) -> None:
     if note and isinstance(exc, SocketError) and not isinstance(exc, ConnectionBroken) \
             and exc.args:
         exc.args = ("%s; %s" % (exc.args[0], note),) + exc.args[1:]
-
-
-def run_window(send: Callable[[bytes], Any], read_reply: Callable[[], Any],
-               buffered: Callable[[], int], commands: Iterable[bytes], results: List[Any],
-               window: int, max_bytes: int) -> Optional[Exception]:
-    """The windowed pipeline of both blocking cores: send ``commands``,
-    appending each reply (``read_reply()``) to ``results`` in order.
-
-    At most ``window`` commands and ``max_bytes`` bytes (or one larger
-    command) are ever written but unanswered; the window is topped up once
-    half of it is free, and replies already received (``buffered()``) are
-    read before writing more, so neither side's buffers can fill up. An
-    exception raised by the iterator stops the batch: the commands not yet
-    written are dropped, every written one is answered, and the exception is
-    returned for the core to raise.
-    """
-    it = iter(commands)
-    sizes = [0] * window          # ring: size of each unanswered command
-    sent = done = inflight = 0
-    pending: Optional[bytes] = None
-    exhausted = False
-    out: List[bytes] = []
-    deferred: Optional[Exception] = None
-    while True:
-        if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
-            while sent - done < window:
-                if pending is None:
-                    try:
-                        pending = next(it, None)
-                    except Exception as exc:
-                        deferred = exc
-                        while out:
-                            out.pop()
-                            sent -= 1
-                            inflight -= sizes[sent % window]
-                    if pending is None:
-                        exhausted = True
-                        break
-                size = len(pending)
-                if sent > done and inflight + size > max_bytes:
-                    break
-                out.append(pending)
-                sizes[sent % window] = size
-                inflight += size
-                sent += 1
-                pending = None
-            if out:
-                send(b"".join(out))
-                out.clear()
-        if done == sent:
-            if exhausted:
-                return deferred
-            continue
-        results.append(read_reply())
-        inflight -= sizes[done % window]
-        done += 1
-        while done < sent and buffered():
-            results.append(read_reply())
-            inflight -= sizes[done % window]
-            done += 1
 
 
 # -- a core's entry, failure and close (both cores call these) -------------------

@@ -12,7 +12,8 @@ are the two sections' instructions;
 (I(3N) - I(N)) / 2N is the cost of one operation with interpreter startup, imports,
 connecting and the per-section overhead cancelled out. Prefill (resdel) and cleanup
 are done by this driver outside valgrind. Workloads: put (100 B body), resdel
-(reserve(timeout=0) + Job + job.delete()), put64k (64 KiB body), stats (parsed dict).
+(reserve(timeout=0) + Job + job.delete()), put64k (64 KiB body), stats (parsed dict),
+pput (put_many, per job) and pres (reserve_many(512, timeout=0) + delete_many, per job).
 Starts its own beanstalkd on a free loopback port and stops it by PID.
 """
 
@@ -34,8 +35,8 @@ ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(BENCH_DIR), str(ROOT)]   # bench.py, and the package in this tree
 import bench  # noqa: E402  (server start/stop and the core environment, shared with bench.py)
 
-WORKLOADS = ["put", "resdel", "put64k", "stats"]
-BODY = {"put": 100, "resdel": 100, "put64k": 65536, "stats": 100}
+WORKLOADS = ["put", "resdel", "put64k", "stats", "pput", "pres"]
+BODY = {"put": 100, "resdel": 100, "put64k": 65536, "stats": 100, "pput": 100, "pres": 100}
 # fewer of the costly operations: 4N 64 KiB jobs sit in the server at once, and
 # parsing stats in pure Python is slow under callgrind
 SCALE = {"put64k": 10, "stats": 4}
@@ -59,8 +60,21 @@ def _op_stats(c: Any, n: int, body: bytes) -> None:
         stats()
 
 
+def _op_pput(c: Any, n: int, body: bytes) -> None:
+    c.put_many([body] * n)
+
+
+def _op_pres(c: Any, n: int, body: bytes) -> None:
+    reserve_many, delete_many = c.reserve_many, c.delete_many
+    while n:
+        jobs = reserve_many(min(512, n), timeout=0)
+        delete_many(jobs)
+        n -= len(jobs)
+
+
 OPS: Dict[str, Callable[[Any, int, bytes], None]] = {
-    "put": _op_put, "put64k": _op_put, "resdel": _op_resdel, "stats": _op_stats}
+    "put": _op_put, "put64k": _op_put, "resdel": _op_resdel, "stats": _op_stats,
+    "pput": _op_pput, "pres": _op_pres}
 
 
 def client(plan: List[Tuple[str, int, str]], port: int) -> None:
@@ -121,7 +135,7 @@ def instructions(core: str, sizes: Dict[str, int], port: int,
     helpers = {}
     for w, n, tube in plan:
         helpers[w] = _connect(port, tube)
-        if w == "resdel":
+        if w in ("resdel", "pres"):
             body = b"x" * BODY[w]
             for k in range(0, 4 * n, 10000):
                 helpers[w].put_many([body] * min(10000, 4 * n - k))
@@ -138,7 +152,7 @@ def instructions(core: str, sizes: Dict[str, int], port: int,
     for k, (w, n, _tube) in enumerate(plan):
         left = _drain(helpers[w])
         helpers[w].close()
-        expected = 4 * n if w in ("put", "put64k") else 0
+        expected = 4 * n if w in ("put", "put64k", "pput") else 0
         if left != expected:
             raise SystemExit("%s %s: %d jobs left in the tube, expected %d"
                              % (core, w, left, expected))

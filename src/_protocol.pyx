@@ -8,7 +8,6 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromUnsignedLongLong
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from libc.limits cimport ULLONG_MAX
@@ -41,6 +40,9 @@ cdef extern from *:
     typedef struct { void *iov_base; size_t iov_len; } bsf_iovec;
     static Py_ssize_t bsf_sendv(int fd, bsf_iovec *v, int n, int now) { return -1; }
     static int bsf_errno(void) { return 0; }
+    static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) { return -1; }
+    static void bsf_yield(void) { }
+    static double bsf_clock(void) { return 0.0; }
     static double bsf_now(void) { return 0.0; }
     #define BSF_EINTR (-1)
     #define BSF_EAGAIN (-1)
@@ -48,6 +50,7 @@ cdef extern from *:
     #else
     #include <errno.h>
     #include <string.h>
+    #include <sched.h>
     #include <time.h>
     #include <sys/types.h>
     #include <sys/socket.h>
@@ -76,6 +79,15 @@ cdef extern from *:
         return (Py_ssize_t)sendmsg(fd, &m, MSG_NOSIGNAL | (now ? MSG_DONTWAIT : 0));
     }
     static int bsf_errno(void) { return errno; }
+    static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) {
+        return (Py_ssize_t)recv(fd, b, (size_t)n, MSG_DONTWAIT);
+    }
+    static void bsf_yield(void) { sched_yield(); }
+    static double bsf_clock(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
     /* monotonic seconds, only to re-arm a timeout after EINTR: the coarse
        clock (a few ms resolution) is a plain memory read in the vDSO */
     static double bsf_now(void) {
@@ -102,11 +114,15 @@ cdef extern from *:
     Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) nogil
     int bsf_errno() nogil
     double bsf_now() nogil
+    Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) nogil
+    void bsf_yield() nogil
+    double bsf_clock() nogil
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
 cdef Py_ssize_t C_SCATTER_MIN = SCATTER_MIN
+cdef double LINGER_SECONDS = 50e-6
 
 # Reply status words, the frequent first, matched by length and memcmp (no
 # allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
@@ -490,6 +506,10 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
         layout.template = dict.fromkeys(keys)
         _LAYOUTS[keys[0]] = layout
     return result
+
+
+# the windowed pipeline driver, the twin's own source compiled here: run_window
+include "../beanstalkc_fast/_window.py"
 
 
 # -- sans-IO reply reader (twin: _pyprotocol.Reader) ------------------------------
@@ -976,66 +996,77 @@ cdef class Core:
     def pipeline(self, commands, list results, Py_ssize_t window=512,
                  Py_ssize_t max_bytes=WRITE_CHUNK):
         """Send ``commands``, appending each reply to ``results`` in order
-        (see the twin for the contract)."""
-        cdef Py_ssize_t sent = 0, done = 0, inflight = 0, size
-        cdef Py_ssize_t *sizes
-        cdef bint exhausted = False
-        cdef object pending = None
-        cdef list out = []
+        (see the twin for the contract); driven by ``run_window``, the twin's
+        own driver compiled into this module."""
         if window < 1:
             raise ValueError("window must be at least 1")
-        deferred = None
         self._enter()
-        sizes = <Py_ssize_t *>PyMem_Malloc(window * sizeof(Py_ssize_t))
         try:
-            if sizes == NULL:
-                raise MemoryError()
             self._apply_timeout(self._timeout)
-            it = iter(commands)
-            while True:
-                if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
-                    while sent - done < window:
-                        if pending is None:
-                            try:
-                                pending = next(it, None)
-                            except Exception as exc:
-                                deferred = exc
-                                while out:
-                                    out.pop()
-                                    sent -= 1
-                                    inflight -= sizes[sent % window]
-                            if pending is None:
-                                exhausted = True
-                                break
-                        size = len(pending)
-                        if sent > done and inflight + size > max_bytes:
-                            break
-                        out.append(pending)
-                        sizes[sent % window] = size
-                        inflight += size
-                        sent += 1
-                        pending = None
-                    if out:
-                        self._send(b"".join(out))
-                        del out[:]
-                if done == sent:
-                    if exhausted:
-                        break
-                    continue
-                results.append(self._read_reply())
-                inflight -= sizes[done % window]
-                done += 1
-                while done < sent and self._reader._end > self._reader._pos:
-                    results.append(self._read_reply())
-                    inflight -= sizes[done % window]
-                    done += 1
+            deferred = run_window(self._send_chunk, self._next_reply, self._read_buffered,
+                                  commands, results, window, max_bytes)
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
         finally:
             self._leave()
-            PyMem_Free(sizes)
         if deferred is not None:
             raise deferred
+
+    def _send_chunk(self, data):
+        """``_send`` for ``run_window``."""
+        self._send(data)
+
+    def _read_buffered(self, list results, Py_ssize_t most):
+        """Append replies to ``results`` while bytes of them are buffered, at
+        most ``most``; how many (``run_window``'s ``read_buffered``)."""
+        cdef Reader reader = self._reader
+        cdef Py_ssize_t count = 0
+        while count < most and reader._end > reader._pos:
+            results.append(self._read_reply())
+            count += 1
+        return count
+
+    def _next_reply(self):
+        """``_read_reply`` for ``run_window``: the next reply of a batch, waited
+        for as ``_linger`` says when none has come yet."""
+        if self._reader._end == self._reader._pos:
+            self._linger()
+        return self._read_reply()
+
+    cdef int _linger(self) except -1:
+        """Before waiting for the replies of a batch, for up to LINGER_SECONDS:
+        give the CPU away and take what has come meanwhile (never blocking,
+        without the GIL). A client asleep in recv is woken by every reply the
+        server writes, which costs both sides a context switch per reply;
+        the blocking wait itself stays ``_recv``'s."""
+        cdef Reader reader = self._reader
+        cdef Py_ssize_t r = -1, room
+        cdef int fd = self._fd, err = 0
+        cdef char *p
+        cdef double until
+        if fd < 0:
+            return 0
+        reader._make_room()
+        p = PyByteArray_AS_STRING(reader._buf) + reader._end
+        room = PyByteArray_GET_SIZE(reader._buf) - reader._end
+        with nogil:
+            until = bsf_clock() + LINGER_SECONDS
+            while True:
+                bsf_yield()
+                r = bsf_recv_now(fd, p, room)
+                if r >= 0:
+                    break
+                if bsf_errno() == BSF_EINTR:
+                    err = BSF_EINTR
+                elif bsf_errno() != BSF_EAGAIN and bsf_errno() != BSF_EWOULDBLOCK:
+                    break                     # _recv meets the error again and raises
+                if bsf_clock() >= until:
+                    break
+        if r > 0:
+            reader._end += r
+        if err == BSF_EINTR:
+            PyErr_CheckSignals()              # raises KeyboardInterrupt on Ctrl-C
+        return 0
 
     cdef tuple _read_reply(self):
         """One reply, receiving straight into the reader's buffer until it is complete."""
