@@ -210,7 +210,7 @@ class Core:
         self._enter()
         try:
             self._apply_timeout(self.timeout)
-            deferred = run_window(self._send, self._read_reply, self._read_buffered,
+            deferred = run_window(self._send, self._next_reply, self._read_buffered,
                                   commands, results, window, max_bytes)
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
@@ -218,6 +218,10 @@ class Core:
             self._leave()
         if deferred is not None:
             raise deferred
+
+    def _next_reply(self, outstanding: int) -> Reply:
+        """``_read_reply`` for ``run_window`` (``outstanding``: replies still due)."""
+        return self._read_reply()
 
     def _read_buffered(self, results: List[Reply], most: int) -> int:
         """Append replies to ``results`` while bytes of them are buffered, at

@@ -14,10 +14,11 @@ except ImportError:  # pragma: no cover - interpreted without Cython installed
     pass
 
 
-def run_window(send: Callable[[bytes], Any], read_reply: Callable[[], Any],
+def run_window(send: Callable[[bytes], Any], read_reply: Callable[[int], Any],
                read_buffered: Callable[[List[Any], int], int], commands: Iterable[bytes],
                results: List[Any], window: int, max_bytes: int) -> Optional[Exception]:
-    """Send ``commands``, appending each reply (``read_reply()``) to ``results`` in order.
+    """Send ``commands``, appending each reply to ``results`` in order
+    (``read_reply(n)`` waits for the next, ``n`` replies being due).
 
     At most ``window`` commands and ``max_bytes`` bytes (or one larger
     command) are ever written but unanswered; the window is topped up once
@@ -72,7 +73,7 @@ def run_window(send: Callable[[bytes], Any], read_reply: Callable[[], Any],
             if exhausted:
                 return deferred
             continue
-        results.append(read_reply())
+        results.append(read_reply(sent - done))
         size = sizes[done % w]
         inflight -= size
         done += 1

@@ -41,8 +41,8 @@ cdef extern from *:
     static Py_ssize_t bsf_sendv(int fd, bsf_iovec *v, int n, int now) { return -1; }
     static int bsf_errno(void) { return 0; }
     static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) { return -1; }
-    static void bsf_yield(void) { }
-    static double bsf_clock(void) { return 0.0; }
+    static void bsf_nap(double s) { }
+
     static double bsf_now(void) { return 0.0; }
     #define BSF_EINTR (-1)
     #define BSF_EAGAIN (-1)
@@ -50,7 +50,6 @@ cdef extern from *:
     #else
     #include <errno.h>
     #include <string.h>
-    #include <sched.h>
     #include <time.h>
     #include <sys/types.h>
     #include <sys/socket.h>
@@ -82,12 +81,13 @@ cdef extern from *:
     static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) {
         return (Py_ssize_t)recv(fd, b, (size_t)n, MSG_DONTWAIT);
     }
-    static void bsf_yield(void) { sched_yield(); }
-    static double bsf_clock(void) {
+    static void bsf_nap(double s) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+        ts.tv_sec = 0;
+        ts.tv_nsec = (long)(s * 1e9);
+        nanosleep(&ts, NULL);
     }
+
     /* monotonic seconds, only to re-arm a timeout after EINTR: the coarse
        clock (a few ms resolution) is a plain memory read in the vDSO */
     static double bsf_now(void) {
@@ -115,14 +115,14 @@ cdef extern from *:
     int bsf_errno() nogil
     double bsf_now() nogil
     Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) nogil
-    void bsf_yield() nogil
-    double bsf_clock() nogil
+    void bsf_nap(double s) nogil
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
 cdef Py_ssize_t C_SCATTER_MIN = SCATTER_MIN
-cdef double LINGER_SECONDS = 50e-6
+cdef double NAP_SECONDS = 50e-6             # see Core._nap
+cdef Py_ssize_t NAP_MIN_OUTSTANDING = 32
 
 # Reply status words, the frequent first, matched by length and memcmp (no
 # allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
@@ -1026,46 +1026,34 @@ cdef class Core:
             count += 1
         return count
 
-    def _next_reply(self):
-        """``_read_reply`` for ``run_window``: the next reply of a batch, waited
-        for as ``_linger`` says when none has come yet."""
-        if self._reader._end == self._reader._pos:
-            self._linger()
+    def _next_reply(self, Py_ssize_t outstanding):
+        """``_read_reply`` for ``run_window`` (``outstanding``: replies still
+        due): when none has come yet and many are due, ``_nap`` first."""
+        if outstanding >= NAP_MIN_OUTSTANDING and self._reader._end == self._reader._pos:
+            self._nap()
         return self._read_reply()
 
-    cdef int _linger(self) except -1:
-        """Before waiting for the replies of a batch, for up to LINGER_SECONDS:
-        give the CPU away and take what has come meanwhile (never blocking,
-        without the GIL). A client asleep in recv is woken by every reply the
-        server writes, which costs both sides a context switch per reply;
-        the blocking wait itself stays ``_recv``'s."""
+    cdef int _nap(self) except -1:
+        """Sleep NAP_SECONDS, then take what replies have come (never blocking).
+        Asleep in recv, the client is woken by every reply the server writes
+        (a context switch on both sides per reply); napping once, it finds
+        a run of them. Signal handlers run after the nap."""
         cdef Reader reader = self._reader
-        cdef Py_ssize_t r = -1, room
-        cdef int fd = self._fd, err = 0
+        cdef Py_ssize_t r
+        cdef int fd = self._fd
         cdef char *p
-        cdef double until
+        cdef Py_ssize_t room
         if fd < 0:
             return 0
         reader._make_room()
         p = PyByteArray_AS_STRING(reader._buf) + reader._end
         room = PyByteArray_GET_SIZE(reader._buf) - reader._end
         with nogil:
-            until = bsf_clock() + LINGER_SECONDS
-            while True:
-                bsf_yield()
-                r = bsf_recv_now(fd, p, room)
-                if r >= 0:
-                    break
-                if bsf_errno() == BSF_EINTR:
-                    err = BSF_EINTR
-                elif bsf_errno() != BSF_EAGAIN and bsf_errno() != BSF_EWOULDBLOCK:
-                    break                     # _recv meets the error again and raises
-                if bsf_clock() >= until:
-                    break
+            bsf_nap(NAP_SECONDS)
+            r = bsf_recv_now(fd, p, room)     # errors and EOF: _recv meets them again
         if r > 0:
             reader._end += r
-        if err == BSF_EINTR:
-            PyErr_CheckSignals()              # raises KeyboardInterrupt on Ctrl-C
+        PyErr_CheckSignals()                  # a signal during the nap: its handler now
         return 0
 
     cdef tuple _read_reply(self):

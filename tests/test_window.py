@@ -36,8 +36,9 @@ class Server:
         self.most = max(self.most, len(self.unanswered))
         self.most_bytes = max(self.most_bytes, sum(self.unanswered))
 
-    def read_reply(self):
+    def read_reply(self, due=None):
         assert self.unanswered, "read a reply that was never asked for"
+        assert due in (None, len(self.unanswered))
         return ("OK", self.unanswered.pop(0), None)
 
     def read_buffered(self, results, most):
