@@ -836,18 +836,22 @@ cdef class Core:
             else:
                 p += r
                 n -= r
+                if n > 0:
+                    PyErr_CheckSignals()      # a signal cut this send short: its handler now
         return 0
 
     cdef int _send_parts(self, tuple parts) except -1:
         """Send the buffers ``parts`` (at most 4) in order from their own
-        memory with sendmsg, as ``_send`` sends one: partial sends resumed,
-        a signal's handler run and the timeout re-armed with what is left."""
+        memory with sendmsg, without the GIL (a body this big rarely fits the
+        socket buffer in one go, so no non-blocking try first): partial sends
+        resumed, a signal's handler run and the timeout re-armed with what
+        is left, as in ``_send``."""
         cdef Py_buffer views[4]
         cdef bsf_iovec iov[4]
         cdef bsf_iovec *v = iov
         cdef int cnt = 0, i, err = 0, fd = self._fd
         cdef Py_ssize_t r
-        cdef double started = 0.0, wait
+        cdef double started, wait
         if fd < 0:
             send_parts(self.sock, parts)
             return 0
@@ -859,25 +863,19 @@ cdef class Core:
                 iov[cnt].iov_base = views[cnt].buf
                 iov[cnt].iov_len = <size_t>views[cnt].len
                 cnt += 1
+            if self._short:
+                self._restore()
+            wait = self._wait
+            started = bsf_now() if wait >= 0 else 0.0
             i = cnt
-            wait = -2.0                     # not waited yet: try without blocking first
             while i > 0:
-                if wait == -2.0:
-                    r = bsf_sendv(fd, v, i, 1)
-                else:
-                    with nogil:
-                        r = bsf_sendv(fd, v, i, 0)
-                        if r < 0:
-                            err = bsf_errno()
-                if r < 0:
-                    if wait == -2.0:
+                with nogil:
+                    r = bsf_sendv(fd, v, i, 0)
+                    if r < 0:
                         err = bsf_errno()
-                        if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK:
-                            self._io_error(err, 0.0, -1.0)   # returns after a signal
-                        r = 0
-                    else:
-                        self._io_error(err, started, wait)
-                        continue
+                if r < 0:
+                    self._io_error(err, started, wait)
+                    continue
                 while i > 0 and <size_t>r >= v[0].iov_len:
                     r -= <Py_ssize_t>v[0].iov_len
                     v += 1
@@ -885,11 +883,7 @@ cdef class Core:
                 if i > 0:
                     v[0].iov_base = <char *>v[0].iov_base + r
                     v[0].iov_len -= <size_t>r
-                    if wait == -2.0:        # the rest waits for room, without the GIL
-                        if self._short:
-                            self._restore()
-                        wait = self._wait
-                        started = bsf_now() if wait >= 0 else 0.0
+                    PyErr_CheckSignals()      # a signal cut this send short: its handler now
         finally:
             for i in range(cnt):
                 PyBuffer_Release(&views[i])

@@ -142,9 +142,14 @@ def test_signals_during_a_blocked_scatter_send_lose_nothing(core):
     assert bytes(got) == _wire(parts)
 
 
-def test_ctrl_c_during_a_blocked_scatter_send_breaks_the_core(core):
+@pytest.mark.parametrize("joined", [False, True], ids=["parts", "one-buffer"])
+def test_ctrl_c_during_a_blocked_send_breaks_the_core(core, joined):
+    # a signal that cuts a blocking send short after some progress must run
+    # its handler then, not when the whole send is done or timed out
     c, peer = _core_on_pair(core)
     parts = core.encode_put_parts(b"k" * 200000, 0, 0, 1, None)
+    if joined:
+        parts = _wire(parts)
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
