@@ -14,11 +14,15 @@ another core), with the same signature and checks, in one call.
 """
 
 import socket
-from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Type
+from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Type, Union
 
 # A parsed reply: (status, value, body). value is an int (id, count), a str
 # (tube name) or None; body is the job or YAML body, or None.
 Reply = Tuple[str, Any, Optional[bytes]]
+
+# What a core sends as one command: one buffer, or (what ``encode_put_parts``
+# makes of a big body) a tuple of buffers sent in order without being joined.
+Data = Union[bytes, Tuple[Any, ...]]
 
 
 class CoreConnection(Protocol):
@@ -29,12 +33,12 @@ class CoreConnection(Protocol):
     max_body: int
     broken: Optional[str]        # None while usable, else why it is broken
 
-    def request(self, data: bytes, extra: Optional[float] = 0.0) -> Reply:
+    def request(self, data: Data, extra: Optional[float] = 0.0) -> Reply:
         """Send one command, read its reply; ``extra``: how long the server may
         legitimately wait before answering (None: indefinitely)."""
         ...
 
-    def execute(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
+    def execute(self, conn: Any, cmd: Any, data: Data, arg: Any = None) -> Any:
         """Send one command for ``conn`` and return its result as ``cmd`` (a
         ``commands.Command``) defines it; the fast path of the front ends."""
         ...
@@ -86,6 +90,7 @@ class CoreModule(Protocol):
     MAX_UINT32: int
     READ_CHUNK: int
     WRITE_CHUNK: int
+    SCATTER_MIN: int             # a put body this big is sent from its own buffer
     NAME_CHARS: FrozenSet[int]
     # the base of job.Job: attributes conn, jid, raw_body, reserved, body and
     # the job methods; the core builds jobs of a subclass directly
@@ -115,6 +120,13 @@ class CoreModule(Protocol):
     def encode_put(self, body: Any, priority: Any, delay: Any, ttr: Any,
                    encoding: Optional[str]) -> bytes:
         """The complete ``put`` command, header and body, in one buffer."""
+        ...
+
+    def encode_put_parts(self, body: Any, priority: Any, delay: Any, ttr: Any,
+                         encoding: Optional[str]) -> Data:
+        """``put`` as a Core sends it: ``encode_put``'s one buffer for a body
+        under SCATTER_MIN bytes, else ``(header, body, b"\\r\\n")`` with the
+        body's own buffer (never copied); for ``request``/``execute`` only."""
         ...
 
     def encode_id(self, verb: bytes, jid: Any) -> bytes:

@@ -8,22 +8,24 @@ After any failure mid-reply it marks itself broken and refuses further use.
 
 import os
 import socket
-from typing import Any, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Tuple, Union
 
+from ._window import run_window
 from .errors import SocketError, UnexpectedResponse
 
 # what both cores share (limits, name and number rules, socket helpers, value
 # typing) lives in _shared; re-exported here as this core's module interface
 from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,  # noqa: F401
                       MAX_TIMEOUT, MAX_UINT32, MAX_UINT64, MIN_TIMEOUT, NAME_CHARS, READ_CHUNK,
-                      SEND_FLAGS, WRITE_CHUNK, Reply, _clamp, _prepare, _scalar, _send_all,
-                      _set_timeout, _truncate, check_name, check_uint, encode_body,
-                      failure, note_lost_reply, refusal, run_window, say_quit, send_flags,
-                      wake)
+                      SCATTER_MIN, SEND_FLAGS, WRITE_CHUNK, Reply, _clamp, _prepare, _scalar,
+                      _send_all, _set_timeout, _truncate, body_buffer, check_name, check_uint,
+                      encode_body, failure, note_lost_reply, refusal, say_quit,
+                      send_flags, send_parts, wake)
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
-           "NAME_CHARS", "Core", "Reader", "check_uint", "check_name", "encode_body",
-           "encode_id", "encode_put", "parse_yaml", "parse_head", "send_flags", "JobBase"]
+           "SCATTER_MIN", "NAME_CHARS", "Core", "Reader", "check_uint", "check_name",
+           "encode_body", "encode_id", "encode_put", "encode_put_parts", "parse_yaml",
+           "parse_head", "send_flags", "JobBase"]
 
 
 def encode_id(verb: bytes, jid: Any) -> bytes:
@@ -38,6 +40,24 @@ def encode_put(body: Any, priority: Any, delay: Any, ttr: Any,
     return b"put %d %d %d %d\r\n%s\r\n" % (
         check_uint("priority", priority), check_uint("delay", delay),
         check_uint("ttr", ttr), len(data), data)
+
+
+# a command as sent: one buffer, or buffers sent in order without joining
+Data = Union[bytes, Tuple[Any, ...]]
+
+
+def encode_put_parts(body: Any, priority: Any, delay: Any, ttr: Any,
+                     encoding: Optional[str]) -> Data:
+    """The ``put`` command as ``Core`` sends it: ``encode_put``'s one buffer for
+    a body under SCATTER_MIN bytes, else ``(header, body, b"\\r\\n")`` with
+    the body's own buffer (bytes, bytearray or a byte view of a memoryview:
+    never copied), sent without joining."""
+    data = body_buffer(body, encoding)
+    p, d, t = check_uint("priority", priority), check_uint("delay", delay), check_uint("ttr", ttr)
+    n = len(data)
+    if n < SCATTER_MIN:
+        return b"put %d %d %d %d\r\n%s\r\n" % (p, d, t, n, data)
+    return b"put %d %d %d %d\r\n" % (p, d, t, n), data, b"\r\n"
 
 
 class Core:
@@ -84,9 +104,13 @@ class Core:
         return self.timeout + extra
 
     # -- IO -------------------------------------------------------------------
-    def _send(self, data: bytes) -> None:
-        """Send all of ``data`` (EPIPE as an error, never SIGPIPE)."""
-        _send_all(self.sock, data)
+    def _send(self, data: Data) -> None:
+        """Send all of ``data``, one buffer or a tuple of buffers sent in
+        order without joining (EPIPE as an error, never SIGPIPE)."""
+        if isinstance(data, tuple):
+            send_parts(self.sock, data)
+        else:
+            _send_all(self.sock, data)
 
     def _recv_into(self, view: memoryview) -> int:
         """Read what is available into ``view`` (0 at EOF)."""
@@ -138,7 +162,7 @@ class Core:
             self._release()
 
     # -- one command ----------------------------------------------------------
-    def request(self, data: bytes, extra: Optional[float] = 0.0) -> Reply:
+    def request(self, data: Data, extra: Optional[float] = 0.0) -> Reply:
         """Send one command, read its reply as ``(status, value, body)``.
 
         ``extra`` is how long the server may legitimately wait before it
@@ -154,7 +178,7 @@ class Core:
         finally:
             self._leave()
 
-    def execute(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
+    def execute(self, conn: Any, cmd: Any, data: Data, arg: Any = None) -> Any:
         """Send one command for ``conn`` and return its result as ``cmd`` (a
         ``commands.Command``) defines it; a SocketError says what the lost
         reply leaves unknown."""
@@ -186,7 +210,7 @@ class Core:
         self._enter()
         try:
             self._apply_timeout(self.timeout)
-            deferred = run_window(self._send, self._read_reply, self._reader.pending,
+            deferred = run_window(self._send, self._next_reply, self._read_buffered,
                                   commands, results, window, max_bytes)
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
@@ -194,6 +218,20 @@ class Core:
             self._leave()
         if deferred is not None:
             raise deferred
+
+    def _next_reply(self, outstanding: int) -> Reply:
+        """``_read_reply`` for ``run_window`` (``outstanding``: replies still due)."""
+        return self._read_reply()
+
+    def _read_buffered(self, results: List[Reply], most: int) -> int:
+        """Append replies to ``results`` while bytes of them are buffered, at
+        most ``most``; how many (``run_window``'s ``read_buffered``)."""
+        pending, read, append = self._reader.pending, self._read_reply, results.append
+        for count in range(most):
+            if not pending():
+                return count
+            append(read())
+        return most
 
     # -- reading ------------------------------------------------------------------
     def _read_reply(self) -> Reply:

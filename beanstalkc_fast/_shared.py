@@ -1,16 +1,17 @@
 """What both protocol cores (and the front ends) share, written once: the
 protocol's limits and reply shapes, the rules for names, numbers and bodies,
-socket and timeout helpers, the typing of stats values, the failure mapping of
-a core, and the windowed pipeline of the pure-Python core."""
+socket and timeout helpers, the typing of stats values and the failure mapping of
+a core. The windowed pipeline driver of both cores is in ``_window``."""
 
 import decimal
 import math
 import numbers
+import _socket
 import socket
 import ssl
 import struct
 import sys
-from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, FrozenSet, Optional, Tuple
 
 from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
                      UnexpectedResponse)
@@ -21,6 +22,7 @@ MAX_UINT32 = (1 << 32) - 1
 MAX_UINT64 = (1 << 64) - 1
 READ_CHUNK = 1 << 16
 WRITE_CHUNK = 1 << 18
+SCATTER_MIN = 1 << 13         # a put body this big leaves from its own buffer (no copy)
 NAME_CHARS = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()")
 
@@ -94,6 +96,17 @@ def encode_body(body: Any, encoding: Optional[str]) -> bytes:
 
 
 
+def body_buffer(body: Any, encoding: Optional[str]) -> Any:
+    """A job body as a buffer of bytes whose ``len`` is its byte count: bytes
+    and bytearray as they are, a contiguous memoryview as a byte view of the
+    same memory (no copy), anything else as ``encode_body`` makes it."""
+    if type(body) is bytes or type(body) is bytearray:
+        return body
+    if type(body) is memoryview and body.c_contiguous and body.ndim == 1:
+        return body.cast("B") if body.format != "B" else body
+    return encode_body(body, encoding)
+
+
 MIN_TIMEOUT = 1e-6            # a positive timeout never rounds down to "forever"
 MAX_TIMEOUT = 2e6             # ~23 days; longer ones are clamped (poll() takes int ms)
 SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)    # EPIPE, never SIGPIPE
@@ -130,6 +143,7 @@ def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
 
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_HAS_SENDMSG = hasattr(socket.socket, "sendmsg")      # not on Windows
 
 
 def send_flags(sock: Any, extra: int = 0) -> int:
@@ -145,6 +159,38 @@ def _send_all(sock: Any, data: bytes) -> None:
     flags = send_flags(sock)
     while view:
         view = view[sock.send(view, flags):]
+
+
+def plain_socket(sock: Any) -> bool:
+    """True for a socket of exactly the standard library's class (also its
+    copy under eventlet): only those get direct-descriptor IO in the Cython
+    core and ``sendmsg`` in ``send_parts``. gevent and eventlet sockets
+    (non-blocking underneath), ``ssl.SSLSocket`` (no sendmsg) and other
+    subclasses go through the object's ``send``."""
+    cls = type(sock)
+    return (cls.__module__ == "socket" and cls.__qualname__ == "socket"
+            and issubclass(cls, _socket.socket))
+
+
+def send_parts(sock: Any, parts: Tuple[Any, ...]) -> None:
+    """Send the buffers ``parts`` in order, each from its own memory (none
+    joined or copied): one ``sendmsg`` per try on a plain socket, else one
+    ``_send_all`` per part. The socket's timeout bounds each wait for buffer
+    room, as in ``_send_all``."""
+    if not (_HAS_SENDMSG and plain_socket(sock)):
+        for part in parts:
+            _send_all(sock, part)
+        return
+    views = [memoryview(part) for part in parts]
+    flags = send_flags(sock)
+    first = 0
+    while first < len(views):
+        n = sock.sendmsg(views[first:], (), flags)
+        while first < len(views) and n >= len(views[first]):
+            n -= len(views[first])
+            first += 1
+        if n:
+            views[first] = views[first][n:]
 
 
 def _prepare(sock: Any) -> None:
@@ -212,66 +258,6 @@ def note_lost_reply(exc: BaseException, note: str) -> None:
     if note and isinstance(exc, SocketError) and not isinstance(exc, ConnectionBroken) \
             and exc.args:
         exc.args = ("%s; %s" % (exc.args[0], note),) + exc.args[1:]
-
-
-def run_window(send: Callable[[bytes], Any], read_reply: Callable[[], Any],
-               buffered: Callable[[], int], commands: Iterable[bytes], results: List[Any],
-               window: int, max_bytes: int) -> Optional[Exception]:
-    """The windowed pipeline of both blocking cores: send ``commands``,
-    appending each reply (``read_reply()``) to ``results`` in order.
-
-    At most ``window`` commands and ``max_bytes`` bytes (or one larger
-    command) are ever written but unanswered; the window is topped up once
-    half of it is free, and replies already received (``buffered()``) are
-    read before writing more, so neither side's buffers can fill up. An
-    exception raised by the iterator stops the batch: the commands not yet
-    written are dropped, every written one is answered, and the exception is
-    returned for the core to raise.
-    """
-    it = iter(commands)
-    sizes = [0] * window          # ring: size of each unanswered command
-    sent = done = inflight = 0
-    pending: Optional[bytes] = None
-    exhausted = False
-    out: List[bytes] = []
-    deferred: Optional[Exception] = None
-    while True:
-        if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
-            while sent - done < window:
-                if pending is None:
-                    try:
-                        pending = next(it, None)
-                    except Exception as exc:
-                        deferred = exc
-                        while out:
-                            out.pop()
-                            sent -= 1
-                            inflight -= sizes[sent % window]
-                    if pending is None:
-                        exhausted = True
-                        break
-                size = len(pending)
-                if sent > done and inflight + size > max_bytes:
-                    break
-                out.append(pending)
-                sizes[sent % window] = size
-                inflight += size
-                sent += 1
-                pending = None
-            if out:
-                send(b"".join(out))
-                out.clear()
-        if done == sent:
-            if exhausted:
-                return deferred
-            continue
-        results.append(read_reply())
-        inflight -= sizes[done % window]
-        done += 1
-        while done < sent and buffered():
-            results.append(read_reply())
-            inflight -= sizes[done % window]
-            done += 1
 
 
 # -- a core's entry, failure and close (both cores call these) -------------------

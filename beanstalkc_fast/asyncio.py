@@ -218,6 +218,7 @@ class Connection(Commands, YamlOption):
             ssl, server_hostname, unix_socket)
         self._set_yaml(parse_yaml)
         self._impl = _default_core if core is None else core
+        self._encode_put = self._impl.encode_put
         self._job_type: Callable[..., Job] = Job
         self.host = host
         self.port = port

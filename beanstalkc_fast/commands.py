@@ -219,6 +219,7 @@ class Commands:
     """The command methods of the classic beanstalkc API, written once.
 
     Subclasses provide ``_impl`` (the core module: encoders and checks),
+    ``_encode_put`` (its put encoder),
     ``encoding``, ``_using``/``_watching`` (the tubes asked for), ``_job``
     (a job of theirs), ``_yaml_value`` (a stats or list body as the
     connection's ``parse_yaml`` option says) and ``_run(conn, command, data,
@@ -230,6 +231,9 @@ class Commands:
     _impl: Any
     _parse: bool
     encoding: Optional[str]
+    # the put encoder: ``_impl.encode_put`` (one buffer), or on the sync
+    # Connection ``_impl.encode_put_parts`` (a big body leaves from its own buffer)
+    _encode_put: Callable[..., Any]
 
     # _run(conn, cmd, data, arg=None): run ``cmd`` (sent as ``data``) for
     # ``conn`` (the front end's own connection, passed so that a core's bound
@@ -268,8 +272,8 @@ class Commands:
             ValueError, TypeError: a bad argument (a body neither str nor
                 bytes-like: ``BodyTypeError``); nothing was sent.
         """
-        return self._run(self, PUT, self._impl.encode_put(body, priority, delay, ttr,
-                                                        self.encoding))
+        encode = self._encode_put     # a load and a call (called as a method: slower)
+        return self._run(self, PUT, encode(body, priority, delay, ttr, self.encoding))
 
     # -- consumer ----------------------------------------------------------------
     def reserve(self, timeout: Optional[int] = None) -> Any:
@@ -736,6 +740,7 @@ class PipelineCommands(Commands):
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self._impl = conn._impl
+        self._encode_put = conn._impl.encode_put
         self.encoding = conn.encoding
         self.items: List[Item] = []
         self.results: List[Any] = []

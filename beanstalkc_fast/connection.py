@@ -163,6 +163,7 @@ class Connection(Commands, YamlOption):
                  ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None,
                  core: Any = None) -> None:
         self._impl = _default_core if core is None else core
+        self._encode_put = self._impl.encode_put_parts
         if parse_yaml is True:
             self._yaml = None
             self._parse = True

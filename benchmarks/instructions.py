@@ -12,7 +12,8 @@ are the two sections' instructions;
 (I(3N) - I(N)) / 2N is the cost of one operation with interpreter startup, imports,
 connecting and the per-section overhead cancelled out. Prefill (resdel) and cleanup
 are done by this driver outside valgrind. Workloads: put (100 B body), resdel
-(reserve(timeout=0) + Job + job.delete()), put64k (64 KiB body), stats (parsed dict);
+(reserve(timeout=0) + Job + job.delete()), put64k (64 KiB body), stats (parsed dict),
+pput (put_many, per job) and pres (reserve_many(512, timeout=0) + delete_many, per job);
 asyncio (not run by default, --workloads aput,...): aput (awaited put), aputuv (on uvloop),
 agather (puts gathered 1,000 at a time), aput_many (put_many), ares_many
 (reserve_many(512, timeout=0) + delete_many), bench.py's A1-A4 shapes.
@@ -38,11 +39,12 @@ ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(BENCH_DIR), str(ROOT)]   # bench.py, and the package in this tree
 import bench  # noqa: E402  (server start/stop and the core environment, shared with bench.py)
 
-WORKLOADS = ["put", "resdel", "put64k", "stats"]
+WORKLOADS = ["put", "resdel", "put64k", "stats", "pput", "pres"]
 ASYNC_WORKLOADS = ["aput", "aputuv", "agather", "aput_many", "ares_many"]
-BODY = {"put": 100, "resdel": 100, "put64k": 65536, "stats": 100, "aput": 100, "aputuv": 100,
-        "agather": 100, "aput_many": 100, "ares_many": 100}
-PREFILLED = ("resdel", "ares_many")      # 4N jobs put by the driver, all taken by the client
+BODY = {"put": 100, "resdel": 100, "put64k": 65536, "stats": 100, "pput": 100, "pres": 100,
+        "aput": 100, "aputuv": 100, "agather": 100, "aput_many": 100, "ares_many": 100}
+PREFILLED = ("resdel", "pres", "ares_many")   # 4N jobs put by the driver, all taken by the client
+PUTTING = ("put", "put64k", "pput", "aput", "aputuv", "agather", "aput_many")  # leave 4N jobs
 # fewer of the costly operations: 4N 64 KiB jobs sit in the server at once, and
 # parsing stats in pure Python is slow under callgrind
 SCALE = {"put64k": 10, "stats": 4}
@@ -66,8 +68,21 @@ def _op_stats(c: Any, n: int, body: bytes) -> None:
         stats()
 
 
+def _op_pput(c: Any, n: int, body: bytes) -> None:
+    c.put_many([body] * n)
+
+
+def _op_pres(c: Any, n: int, body: bytes) -> None:
+    reserve_many, delete_many = c.reserve_many, c.delete_many
+    while n:
+        jobs = reserve_many(min(512, n), timeout=0)
+        delete_many(jobs)
+        n -= len(jobs)
+
+
 OPS: Dict[str, Callable[[Any, int, bytes], None]] = {
-    "put": _op_put, "put64k": _op_put, "resdel": _op_resdel, "stats": _op_stats}
+    "put": _op_put, "put64k": _op_put, "resdel": _op_resdel, "stats": _op_stats,
+    "pput": _op_pput, "pres": _op_pres}
 
 
 async def _aop(c: Any, workload: str, n: int, body: bytes) -> None:
@@ -192,7 +207,7 @@ def instructions(core: str, sizes: Dict[str, int], port: int,
     for k, (w, n, _tube) in enumerate(plan):
         left = _drain(helpers[w])
         helpers[w].close()
-        expected = 0 if w in PREFILLED else 4 * n
+        expected = 4 * n if w in PUTTING else 0
         if left != expected:
             raise SystemExit("%s %s: %d jobs left in the tube, expected %d"
                              % (core, w, left, expected))

@@ -4,11 +4,11 @@ behaviour, with the read buffer, reply parsing and pipelining in C."""
 
 from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_FromStringAndSize,
                                 PyByteArray_GET_SIZE)
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLong, PyLong_FromLongLong,
                            PyLong_FromUnsignedLongLong)
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
@@ -18,15 +18,15 @@ from libc.string cimport memchr, memcmp, memcpy, memmove
 
 import os
 import socket
-import _socket
 
 from beanstalkc_fast.errors import SocketError, UnexpectedResponse
 # what both cores share, written once (re-exported as this core's module interface)
 from beanstalkc_fast._shared import (MAX_BODY, MAX_LINE, MAX_UINT32, NAME_CHARS,  # no-cython-lint
-                                     READ_CHUNK, WRITE_CHUNK, _UNSET, _clamp,
-                                     _prepare, _send_all, _set_timeout, check_name,
+                                     READ_CHUNK, SCATTER_MIN, WRITE_CHUNK, _UNSET, _clamp,
+                                     _prepare, _send_all, _set_timeout, body_buffer, check_name,
                                      encode_body, failure, note_lost_reply, refusal, say_quit,
-                                     wake)
+                                     send_parts, wake)
+from beanstalkc_fast._shared import plain_socket as _plain_socket
 from beanstalkc_fast import _shared
 from beanstalkc_fast import _pyprotocol      # the exact, slower paths (non-ASCII stats, long verbs)
 
@@ -44,16 +44,22 @@ cdef extern from *:
     static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) { return -1; }
     static Py_ssize_t bsf_recv_now(int fd, char *b, Py_ssize_t n) { return -1; }
+    typedef struct { void *iov_base; size_t iov_len; } bsf_iovec;
+    static Py_ssize_t bsf_sendv(int fd, bsf_iovec *v, int n, int now) { return -1; }
     static int bsf_errno(void) { return 0; }
+    static void bsf_nap(double s) { }
+
     static double bsf_now(void) { return 0.0; }
     #define BSF_EINTR (-1)
     #define BSF_EAGAIN (-1)
     #define BSF_EWOULDBLOCK (-1)
     #else
     #include <errno.h>
+    #include <string.h>
     #include <time.h>
     #include <sys/types.h>
     #include <sys/socket.h>
+    #include <sys/uio.h>
     #ifndef MSG_NOSIGNAL
     #define MSG_NOSIGNAL 0
     #endif
@@ -71,7 +77,23 @@ cdef extern from *:
     static Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) {
         return (Py_ssize_t)send(fd, b, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
+    /* scatter-gather send of n buffers; now: never blocks */
+    typedef struct iovec bsf_iovec;
+    static Py_ssize_t bsf_sendv(int fd, bsf_iovec *v, int n, int now) {
+        struct msghdr m;
+        memset(&m, 0, sizeof m);
+        m.msg_iov = v;
+        m.msg_iovlen = (size_t)n;
+        return (Py_ssize_t)sendmsg(fd, &m, MSG_NOSIGNAL | (now ? MSG_DONTWAIT : 0));
+    }
     static int bsf_errno(void) { return errno; }
+    static void bsf_nap(double s) {
+        struct timespec ts;
+        ts.tv_sec = 0;
+        ts.tv_nsec = (long)(s * 1e9);
+        nanosleep(&ts, NULL);
+    }
+
     /* monotonic seconds, only to re-arm a timeout after EINTR: the coarse
        clock (a few ms resolution) is a plain memory read in the vDSO */
     static double bsf_now(void) {
@@ -120,6 +142,10 @@ cdef extern from *:
     }
     """
     int BSF_DIRECT_IO, BSF_EINTR, BSF_EAGAIN, BSF_EWOULDBLOCK
+    ctypedef struct bsf_iovec:
+        void *iov_base
+        size_t iov_len
+    Py_ssize_t bsf_sendv(int fd, bsf_iovec *v, int n, int now) nogil
     Py_ssize_t bsf_send(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_send_now(int fd, const char *b, Py_ssize_t n) nogil
     Py_ssize_t bsf_recv(int fd, char *b, Py_ssize_t n) nogil
@@ -128,6 +154,7 @@ cdef extern from *:
     double bsf_now() nogil
     const char *bsf_pairs
     int bsf_small_uint(object v, unsigned long long *out) noexcept
+    void bsf_nap(double s) nogil
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
@@ -141,6 +168,9 @@ cdef double WAIT_SLICE = 1.0
 cdef enum:
     TRY_CREDIT = 4
     PROBE_EVERY = 16
+cdef Py_ssize_t C_SCATTER_MIN = SCATTER_MIN
+cdef double NAP_SECONDS = 50e-6             # see Core._nap
+cdef Py_ssize_t NAP_MIN_OUTSTANDING = 32
 
 # Reply status words, the frequent first, matched by length and memcmp (no
 # allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
@@ -238,15 +268,9 @@ cdef bytes _id_line(bytes verb, unsigned long long v):
     return PyBytes_FromStringAndSize(line, e + 2 - line)
 
 
-def encode_put(body, priority, delay, ttr, encoding):
-    """The complete ``put`` command, header and body, in one buffer."""
-    cdef bytes data = body if type(body) is bytes else encode_body(body, encoding)
-    cdef unsigned long long p = _uint("priority", priority, 0xFFFFFFFFULL)
-    cdef unsigned long long d = _uint("delay", delay, 0xFFFFFFFFULL)
-    cdef unsigned long long t = _uint("ttr", ttr, 0xFFFFFFFFULL)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef char head[96]
-    cdef char *e = head
+cdef char *_put_head(char *e, unsigned long long p, unsigned long long d,
+                     unsigned long long t, Py_ssize_t n) noexcept:
+    """Write ``put p d t n\\r\\n`` at ``e`` (room for 96 bytes); the end of it."""
     memcpy(e, b"put ", 4)
     e = _put_digits(e + 4, p)
     e[0] = b' '
@@ -257,15 +281,60 @@ def encode_put(body, priority, delay, ttr, encoding):
     e = _put_digits(e + 1, <unsigned long long>n)
     e[0] = b'\r'
     e[1] = b'\n'
-    e += 2
-    cdef Py_ssize_t h = e - head
+    return e + 2
+
+
+cdef bytes _put_one(const char *body, Py_ssize_t n, unsigned long long p,
+                    unsigned long long d, unsigned long long t):
+    """The whole put command, header, body and CRLF, in one new bytes."""
+    cdef char head[96]
+    cdef Py_ssize_t h = _put_head(head, p, d, t, n) - head
     cdef bytes out = PyBytes_FromStringAndSize(NULL, h + n + 2)
     cdef char *o = PyBytes_AS_STRING(out)
     memcpy(o, head, h)
-    memcpy(o + h, PyBytes_AS_STRING(data), n)
+    memcpy(o + h, body, n)
     o[h + n] = b'\r'
     o[h + n + 1] = b'\n'
     return out
+
+
+def encode_put(body, priority, delay, ttr, encoding):
+    """The complete ``put`` command, header and body, in one buffer."""
+    cdef bytes data = body if type(body) is bytes else encode_body(body, encoding)
+    cdef unsigned long long p = _uint("priority", priority, 0xFFFFFFFFULL)
+    cdef unsigned long long d = _uint("delay", delay, 0xFFFFFFFFULL)
+    cdef unsigned long long t = _uint("ttr", ttr, 0xFFFFFFFFULL)
+    return _put_one(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), p, d, t)
+
+
+cdef bytes _CRLF = b"\r\n"
+
+
+def encode_put_parts(body, priority, delay, ttr, encoding):
+    """The ``put`` command as ``Core`` sends it: ``encode_put``'s one buffer for
+    a body under SCATTER_MIN bytes, else ``(header, body, b"\\r\\n")`` with
+    the body's own buffer (never copied), sent without joining (see the twin)."""
+    cdef unsigned long long p, d, t
+    cdef char head[96]
+    cdef Py_ssize_t n
+    cdef Py_buffer view
+    if type(body) is bytes and PyBytes_GET_SIZE(body) < C_SCATTER_MIN:    # the usual case
+        p = _uint("priority", priority, 0xFFFFFFFFULL)
+        d = _uint("delay", delay, 0xFFFFFFFFULL)
+        t = _uint("ttr", ttr, 0xFFFFFFFFULL)
+        return _put_one(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), p, d, t)
+    data = body_buffer(body, encoding)
+    p = _uint("priority", priority, 0xFFFFFFFFULL)
+    d = _uint("delay", delay, 0xFFFFFFFFULL)
+    t = _uint("ttr", ttr, 0xFFFFFFFFULL)
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    n = view.len
+    try:
+        if n < C_SCATTER_MIN:
+            return _put_one(<const char *>view.buf, n, p, d, t)
+    finally:
+        PyBuffer_Release(&view)
+    return (PyBytes_FromStringAndSize(head, _put_head(head, p, d, t, n) - head), data, _CRLF)
 
 
 cdef inline bint _is_int(const char *p, Py_ssize_t n):
@@ -530,14 +599,8 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     return result
 
 
-def _plain_socket(sock):
-    """True for a socket of exactly the standard library's class (also its
-    copy under eventlet): only those get direct-descriptor IO. gevent and
-    eventlet sockets (non-blocking underneath), ``ssl.SSLSocket`` and other
-    subclasses go through the object's methods."""
-    cls = type(sock)
-    return (cls.__module__ == "socket" and cls.__qualname__ == "socket"
-            and issubclass(cls, _socket.socket))
+# the windowed pipeline driver, the twin's own source compiled here: run_window
+include "../beanstalkc_fast/_window.py"
 
 
 # -- sans-IO reply reader (twin: _pyprotocol.Reader) ------------------------------
@@ -849,16 +912,19 @@ cdef class Core:
         self._short = False
 
     cdef int _send(self, data) except -1:
-        """Send all of ``data`` (EPIPE as an error, never SIGPIPE)."""
+        """Send all of ``data``, one buffer or a tuple of buffers sent in
+        order without joining (EPIPE as an error, never SIGPIPE)."""
         cdef const char *p
         cdef Py_ssize_t n, r
         cdef int err = 0, fd = self._fd
         cdef double started, wait
+        if type(data) is not bytes:
+            if type(data) is tuple:
+                return self._send_parts(<tuple>data)
+            data = bytes(data)
         if fd < 0:
             _send_all(self.sock, data)
             return 0
-        if type(data) is not bytes:
-            data = bytes(data)
         p = PyBytes_AS_STRING(data)
         n = PyBytes_GET_SIZE(data)
         r = bsf_send_now(fd, p, n)          # usually all of it, with no GIL round trip
@@ -885,6 +951,57 @@ cdef class Core:
             else:
                 p += r
                 n -= r
+                if n > 0:
+                    PyErr_CheckSignals()      # a signal cut this send short: its handler now
+        return 0
+
+    cdef int _send_parts(self, tuple parts) except -1:
+        """Send the buffers ``parts`` (at most 4) in order from their own
+        memory with sendmsg, without the GIL (a body this big rarely fits the
+        socket buffer in one go, so no non-blocking try first): partial sends
+        resumed, a signal's handler run and the timeout re-armed with what
+        is left, as in ``_send``."""
+        cdef Py_buffer views[4]
+        cdef bsf_iovec iov[4]
+        cdef bsf_iovec *v = iov
+        cdef int cnt = 0, i, err = 0, fd = self._fd
+        cdef Py_ssize_t r
+        cdef double started, wait
+        if fd < 0:
+            send_parts(self.sock, parts)
+            return 0
+        if len(parts) > 4:
+            raise ValueError("at most 4 parts")
+        try:
+            for part in parts:
+                PyObject_GetBuffer(part, &views[cnt], PyBUF_SIMPLE)
+                iov[cnt].iov_base = views[cnt].buf
+                iov[cnt].iov_len = <size_t>views[cnt].len
+                cnt += 1
+            if self._short:
+                self._restore()
+            wait = self._wait
+            started = bsf_now() if wait >= 0 else 0.0
+            i = cnt
+            while i > 0:
+                with nogil:
+                    r = bsf_sendv(fd, v, i, 0)
+                    if r < 0:
+                        err = bsf_errno()
+                if r < 0:
+                    self._io_error(err, started, wait)
+                    continue
+                while i > 0 and <size_t>r >= v[0].iov_len:
+                    r -= <Py_ssize_t>v[0].iov_len
+                    v += 1
+                    i -= 1
+                if i > 0:
+                    v[0].iov_base = <char *>v[0].iov_base + r
+                    v[0].iov_len -= <size_t>r
+                    PyErr_CheckSignals()      # a signal cut this send short: its handler now
+        finally:
+            for i in range(cnt):
+                PyBuffer_Release(&views[i])
         return 0
 
     cdef Py_ssize_t _recv(self) except -1:
@@ -1008,66 +1125,65 @@ cdef class Core:
     def pipeline(self, commands, list results, Py_ssize_t window=512,
                  Py_ssize_t max_bytes=WRITE_CHUNK):
         """Send ``commands``, appending each reply to ``results`` in order
-        (see the twin for the contract)."""
-        cdef Py_ssize_t sent = 0, done = 0, inflight = 0, size
-        cdef Py_ssize_t *sizes
-        cdef bint exhausted = False
-        cdef object pending = None
-        cdef list out = []
+        (see the twin for the contract); driven by ``run_window``, the twin's
+        own driver compiled into this module."""
         if window < 1:
             raise ValueError("window must be at least 1")
-        deferred = None
         self._enter()
-        sizes = <Py_ssize_t *>PyMem_Malloc(window * sizeof(Py_ssize_t))
         try:
-            if sizes == NULL:
-                raise MemoryError()
             self._apply_timeout(self._timeout)
-            it = iter(commands)
-            while True:
-                if not exhausted and sent - done <= window // 2 and inflight <= max_bytes // 2:
-                    while sent - done < window:
-                        if pending is None:
-                            try:
-                                pending = next(it, None)
-                            except Exception as exc:
-                                deferred = exc
-                                while out:
-                                    out.pop()
-                                    sent -= 1
-                                    inflight -= sizes[sent % window]
-                            if pending is None:
-                                exhausted = True
-                                break
-                        size = len(pending)
-                        if sent > done and inflight + size > max_bytes:
-                            break
-                        out.append(pending)
-                        sizes[sent % window] = size
-                        inflight += size
-                        sent += 1
-                        pending = None
-                    if out:
-                        self._send(b"".join(out))
-                        del out[:]
-                if done == sent:
-                    if exhausted:
-                        break
-                    continue
-                results.append(self._read_reply())
-                inflight -= sizes[done % window]
-                done += 1
-                while done < sent and self._reader._end > self._reader._pos:
-                    results.append(self._read_reply())
-                    inflight -= sizes[done % window]
-                    done += 1
+            deferred = run_window(self._send_chunk, self._next_reply, self._read_buffered,
+                                  commands, results, window, max_bytes)
         except BaseException as exc:
             raise self._fail(exc) from exc.__cause__
         finally:
             self._leave()
-            PyMem_Free(sizes)
         if deferred is not None:
             raise deferred
+
+    def _send_chunk(self, data):
+        """``_send`` for ``run_window``."""
+        self._send(data)
+
+    def _read_buffered(self, list results, Py_ssize_t most):
+        """Append replies to ``results`` while bytes of them are buffered, at
+        most ``most``; how many (``run_window``'s ``read_buffered``)."""
+        cdef Reader reader = self._reader
+        cdef Py_ssize_t count = 0
+        while count < most and reader._end > reader._pos:
+            results.append(self._read_reply())
+            count += 1
+        return count
+
+    def _next_reply(self, Py_ssize_t outstanding):
+        """``_read_reply`` for ``run_window`` (``outstanding``: replies still
+        due): when none has come yet and many are due, ``_nap`` first."""
+        if outstanding >= NAP_MIN_OUTSTANDING and self._reader._end == self._reader._pos:
+            self._nap()
+        return self._read_reply()
+
+    cdef int _nap(self) except -1:
+        """Sleep NAP_SECONDS, then take what replies have come (never blocking).
+        Asleep in recv, the client is woken by every reply the server writes
+        (a context switch on both sides per reply); napping once, it finds
+        a run of them. Signal handlers run after the nap."""
+        cdef Reader reader = self._reader
+        cdef Py_ssize_t r
+        cdef int fd = self._fd
+        cdef char *p
+        cdef Py_ssize_t room
+        if fd < 0:
+            return 0
+        reader._make_room()
+        p = PyByteArray_AS_STRING(reader._buf) + reader._end
+        room = PyByteArray_GET_SIZE(reader._buf) - reader._end
+        with nogil:
+            bsf_nap(NAP_SECONDS)
+            r = bsf_recv_now(fd, p, room)     # errors and EOF: _recv meets them again
+        if r > 0:
+            reader._end += r
+        PyErr_CheckSignals()                  # a signal during the nap: its handler now
+        return 0
 
     cdef tuple _read_reply(self):
         """One reply, receiving straight into the reader's buffer until it is complete."""

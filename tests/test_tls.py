@@ -213,3 +213,17 @@ def test_tls_peer_gone(tunnel):
         sock.sendall(b"quit\r\n")
         assert select.select([sock], [], [], 5)[0]
         assert _peer_gone(sock) is True
+
+
+@pytest.mark.parametrize("body", [b"\x00b" * 32000, bytearray(b"ba" * 20000),
+                                  memoryview(b"mv" * 30000)],
+                         ids=["bytes", "bytearray", "memoryview"])
+def test_big_bodies_over_tls(make_conn, tunnel, tube, body):
+    # SSLSocket has no sendmsg: the parts of a big put go out one after another
+    c = make_conn(tunnel.ports["valid"], host="localhost", ssl=tunnel.context(), encoding=None)
+    c.use(tube)
+    c.watch(tube)
+    jid = c.put(body)
+    job = c.reserve(timeout=1)
+    assert (job.jid, job.body) == (jid, bytes(body))
+    job.delete()
