@@ -314,6 +314,10 @@ def encode_put_parts(body, priority, delay, ttr, encoding):
     """The ``put`` command as ``Core`` sends it: ``encode_put``'s one buffer for
     a body under SCATTER_MIN bytes, else ``(header, body, b"\\r\\n")`` with
     the body's own buffer (never copied), sent without joining (see the twin)."""
+    return _encode_put_parts(body, priority, delay, ttr, encoding)
+
+
+cdef object _encode_put_parts(body, priority, delay, ttr, encoding):
     cdef unsigned long long p, d, t
     cdef char head[96]
     cdef Py_ssize_t n
@@ -1378,8 +1382,8 @@ def conn_put(self, body, priority=2147483648, delay=0, ttr=120):
         return (<type>cmds[4]).put(self, body, priority, delay, ttr)
     # a bytes body is sent as is whatever the encoding: no need to look it up
     encoding = None if type(body) is bytes else self.encoding
-    return core._execute(self, <tuple>cmds[0], encode_put(body, priority, delay, ttr, encoding),
-                         None)
+    return core._execute(self, <tuple>cmds[0],
+                         _encode_put_parts(body, priority, delay, ttr, encoding), None)
 
 
 def conn_reserve(self, timeout=None):
