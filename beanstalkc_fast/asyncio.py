@@ -35,6 +35,7 @@ kick or a batch).
 
 import asyncio
 import collections
+import collections.abc
 import functools
 import itertools
 import socket
@@ -108,6 +109,52 @@ _Waiter = Tuple[Any, ...]
 
 class _NotWritten(Exception):
     """The connection broke before a command waiting for room was written."""
+
+
+_get_running_loop = asyncio.events._get_running_loop
+
+
+class _Call(asyncio.Future):  # type: ignore[type-arg]
+    """The result of a command written when it was called: a future (for
+    ``await``, ``gather``, ``wait_for``, ``shield``: no Task of its own) that
+    is also a coroutine (for ``create_task`` and ``TaskGroup``: the Task
+    waits on it and returns its result). A Task cancelled while it waits
+    cancels it: the connection reads and discards the reply."""
+
+    __slots__ = ()
+
+    def send(self, value: Any) -> "_Call":
+        """Yield itself until done, then stop with its result (or raise)."""
+        if self.done():
+            raise StopIteration(self.result())
+        self._asyncio_future_blocking = True
+        return self
+
+    def __next__(self) -> "_Call":
+        return self.send(None)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> "_Call":
+        """Raise the exception thrown in (the driving Task's cancellation
+        cancels the call; a job it reserved already is released)."""
+        exc = typ if isinstance(typ, BaseException) else typ(*(() if val is None else (val,)))
+        if isinstance(exc, asyncio.CancelledError):
+            self._abandoned()
+        raise exc.with_traceback(tb) if tb is not None else exc
+
+    def close(self) -> None:
+        """Nobody will wait for the result: as a cancellation."""
+        self._abandoned()
+
+    def _abandoned(self) -> None:
+        if not self.done():
+            self.cancel()
+        elif not self.cancelled() and self.exception() is None:
+            result = self.result()
+            if isinstance(result, Job) and result.reserved:
+                result.conn._abandon(result)
+
+
+collections.abc.Coroutine.register(_Call)
 
 
 class Job(_SyncJob):
@@ -501,8 +548,38 @@ class Connection(Commands, YamlOption):
                     # nothing of the caller's command was sent
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
-    async def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
-        """Write the command (when there is room) and return its result."""
+    def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
+        """The call's awaitable. Fast path (on the connection's loop, healthy,
+        room in the window, nobody waiting, not a reserve, not a command
+        auto_reconnect would send again): the command is written now and
+        its result future returned (a _Call, also a coroutine); otherwise
+        the coroutine _send, which waits, reconnects and retries."""
+        size = len(data)
+        count = self._count
+        if (self._broken is None and not self._waiters and cmd[1] != RESERVED
+                and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
+                and not (cmd[7] and self.auto_reconnect)          # cmd.safe
+                and _get_running_loop() is self._loop):
+            fut = _Call(loop=self._loop)
+            if count == 0:                     # idle: _enqueue's path for a lone command
+                self._count = 1
+                self._bytes = size
+                self._progress = self._loop.time()
+                self._pending.append((fut, cmd, arg, size))
+                assert self._transport is not None
+                self._transport.write(data)
+                if self._timer is None and self._socket_timeout is not None:
+                    self._arm()
+            else:
+                self._count = count + 1
+                self._bytes += size
+                self._enqueue((fut, cmd, arg, size), data)
+            return fut
+        return self._send(cmd, data, arg)
+
+    async def _send(self, cmd: Command, data: bytes, arg: Any) -> Any:
+        """Write the command (when there is room; reconnecting when broken
+        and auto_reconnect is on) and return its result."""
         retried = False
         while True:
             size = len(data)
@@ -537,13 +614,11 @@ class Connection(Commands, YamlOption):
                 continue
             except ConnectionBroken:
                 raise
-            except SocketError as exc:
+            except SocketError:
                 if self.auto_reconnect and cmd[7] and not retried:    # cmd.safe
                     retried = True
                     continue
-                if cmd.lost:
-                    exc.args = ("%s; %s" % (exc.args[0], cmd.lost),)
-                raise
+                raise          # _break added the note of a lost reply (cmd.lost)
 
     # -- reading -------------------------------------------------------------------
     def _received(self, proto: _Protocol, nbytes: int) -> None:
@@ -720,10 +795,13 @@ class Connection(Commands, YamlOption):
             fut = entry.fut if isinstance(entry, _Chunk) else entry[0]
             if fut is None or fut.done():
                 continue
+            lost = entry[1].lost if entry.__class__ is tuple else None
             if i == 0 and head is not None:
+                if lost and isinstance(head, SocketError):
+                    head.args = ("%s; %s" % (head.args[0], lost),)
                 fut.set_exception(head)
             else:
-                err = SocketError(reason)
+                err = SocketError("%s; %s" % (reason, lost) if lost else reason)
                 err.__cause__ = cause
                 fut.set_exception(err)
         waiters, self._waiters = self._waiters, collections.deque()
