@@ -7,6 +7,13 @@ pipelining.
 
 Calls made concurrently on one connection are written as they are issued,
 without waiting for earlier replies; replies are matched to callers in order.
+A call is written when it is made, when the connection is up and has room
+(otherwise when it is awaited), and awaiting it gives the result: a
+``put`` never awaited still sends the put. What a call returns works as a
+coroutine (``await``, ``gather``, ``create_task``, ``TaskGroup``,
+``wait_for``, ``shield``); only bad arguments raise at call time, every
+other error (``ConnectionBroken``, ``SocketError``, a server's refusal)
+when awaited. Made off the loop's thread, a call is a plain coroutine.
 At most 512 commands and 256 KiB (or one larger command) are written but
 unanswered; further callers wait their turn, in order. A ``reserve`` occupies
 its place in the reply order: commands issued after it on the same connection
@@ -15,7 +22,7 @@ of its own and produce on another one.
 
 Cancellation (task cancel, ``asyncio.wait_for``, ``asyncio.timeout``):
 
-- before the command was written: nothing is sent;
+- before the command was written (waiting for room): nothing is sent;
 - after: its reply is still read and discarded, later callers get their own;
   a job reserved for a cancelled ``reserve`` (or ``reserve_job``,
   ``reserve_many``) is released at once with its priority kept; ``use``,
@@ -119,7 +126,9 @@ class _Call(asyncio.Future):  # type: ignore[type-arg]
     ``await``, ``gather``, ``wait_for``, ``shield``: no Task of its own) that
     is also a coroutine (for ``create_task`` and ``TaskGroup``: the Task
     waits on it and returns its result). A Task cancelled while it waits
-    cancels it: the connection reads and discards the reply."""
+    cancels it: the connection reads and discards the reply. One never
+    awaited that fails is logged by asyncio ("Future exception was never
+    retrieved"), as an unobserved Task would be: a lost put is worth a log."""
 
     __slots__ = ()
 
