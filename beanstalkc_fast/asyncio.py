@@ -9,7 +9,8 @@ Calls made concurrently on one connection are written as they are issued,
 without waiting for earlier replies; replies are matched to callers in order.
 A call is written when it is made, when the connection is up and has room
 (otherwise when it is awaited), and awaiting it gives the result: a
-``put`` never awaited still sends the put. What a call returns works as a
+``put`` never awaited still sends the put (on an idle connection Python
+may warn that it was never awaited). What a call returns works as a
 coroutine (``await``, ``gather``, ``create_task``, ``TaskGroup``,
 ``wait_for``, ``shield``); only bad arguments raise at call time, every
 other error (``ConnectionBroken``, ``SocketError``, a server's refusal)
@@ -558,19 +559,22 @@ class Connection(Commands, YamlOption):
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
     def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
-        """The call's awaitable. Fast path (on the connection's loop, healthy,
-        room in the window, nobody waiting, not a reserve, not a command
-        auto_reconnect would send again): the command is written now and
-        its result future returned (a _Call, also a coroutine); otherwise
-        the coroutine _send, which waits, reconnects and retries."""
+        """The call's awaitable. On the connection's loop, healthy, with room
+        and nobody waiting (and not a command auto_reconnect would send
+        again), the command is written now: while others are pending, its
+        result future is returned (a _Call, also a coroutine: gather needs no
+        Task per call), else (idle: the sequential case, where a plain
+        future is cheaper for the awaiting Task) or for a reserve, the
+        coroutine _wait on it. Otherwise the coroutine _send, which waits
+        for room, reconnects and retries."""
         size = len(data)
         count = self._count
-        if (self._broken is None and not self._waiters and cmd[1] != RESERVED
+        if (self._broken is None and not self._waiters
                 and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
                 and not (cmd[7] and self.auto_reconnect)          # cmd.safe
                 and _get_running_loop() is self._loop):
-            fut = _Call(loop=self._loop)
             if count == 0:                     # idle: _enqueue's path for a lone command
+                fut = self._loop.create_future()
                 self._count = 1
                 self._bytes = size
                 self._progress = self._loop.time()
@@ -579,12 +583,29 @@ class Connection(Commands, YamlOption):
                 self._transport.write(data)
                 if self._timer is None and self._socket_timeout is not None:
                     self._arm()
-            else:
+                return self._wait(fut)
+            if cmd[1] == RESERVED:
+                fut = self._loop.create_future()
                 self._count = count + 1
                 self._bytes += size
                 self._enqueue((fut, cmd, arg, size), data)
-            return fut
+                return self._wait(fut)
+            call = _Call(loop=self._loop)
+            self._count = count + 1
+            self._bytes += size
+            self._enqueue((call, cmd, arg, size), data)
+            return call
         return self._send(cmd, data, arg)
+
+    async def _wait(self, fut: "asyncio.Future[Any]") -> Any:
+        """The result of a command written already; cancelled, a job it
+        reserved meanwhile is released."""
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._abandon(fut.result())
+            raise
 
     async def _send(self, cmd: Command, data: bytes, arg: Any) -> Any:
         """Write the command (when there is room; reconnecting when broken

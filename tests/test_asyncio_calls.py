@@ -39,14 +39,21 @@ def test_a_call_works_with_every_asyncio_api(arun, tube):
 def test_a_put_never_awaited_still_inserts_its_job(arun, tube):
     async def body(connect):
         c = await connect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")           # idle: Python may warn it was not awaited
+            c.put("idle")                             # no reference kept, never awaited
+            gc.collect()
+        assert await _ready(c, tube) == 1
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            c.put("fire-and-forget")              # no reference kept, never awaited
+            first = c.put("first")
+            c.put("busy")                             # while another is pending: no warning
             gc.collect()
+            await first
         assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
-        assert await _ready(c, tube) == 1
-        job = await c.reserve(timeout=0)
-        assert job.body == "fire-and-forget"
+        assert await _ready(c, tube) == 3
+        bodies = [(await c.reserve(timeout=0)).body for _ in range(3)]
+        assert bodies == ["idle", "first", "busy"]
     arun(body)
 
 
