@@ -569,30 +569,28 @@ class Connection(Commands, YamlOption):
         for room, reconnects and retries."""
         size = len(data)
         count = self._count
+        loop = self._loop
         if (self._broken is None and not self._waiters
                 and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
                 and not (cmd[7] and self.auto_reconnect)          # cmd.safe
-                and _get_running_loop() is self._loop):
+                and _get_running_loop() is loop):
             if count == 0:                     # idle: _enqueue's path for a lone command
-                fut = self._loop.create_future()
+                fut = loop.create_future()
                 self._count = 1
                 self._bytes = size
-                self._progress = self._loop.time()
+                self._progress = loop.time()
                 self._pending.append((fut, cmd, arg, size))
-                assert self._transport is not None
-                self._transport.write(data)
+                self._transport.write(data)    # type: ignore[union-attr]  # not broken
                 if self._timer is None and self._socket_timeout is not None:
                     self._arm()
                 return self._wait(fut)
-            if cmd[1] == RESERVED:
-                fut = self._loop.create_future()
-                self._count = count + 1
-                self._bytes += size
-                self._enqueue((fut, cmd, arg, size), data)
-                return self._wait(fut)
-            call = _Call(loop=self._loop)
             self._count = count + 1
             self._bytes += size
+            if cmd[1] == RESERVED:
+                fut = loop.create_future()
+                self._enqueue((fut, cmd, arg, size), data)
+                return self._wait(fut)
+            call = _Call(loop=loop)
             self._enqueue((call, cmd, arg, size), data)
             return call
         return self._send(cmd, data, arg)
