@@ -7,6 +7,14 @@ pipelining.
 
 Calls made concurrently on one connection are written as they are issued,
 without waiting for earlier replies; replies are matched to callers in order.
+A call is written when it is made, when the connection is up and has room
+(otherwise when it is awaited), and awaiting it gives the result: a
+``put`` never awaited still sends the put (on an idle connection Python
+may warn that it was never awaited). What a call returns works as a
+coroutine (``await``, ``gather``, ``create_task``, ``TaskGroup``,
+``wait_for``, ``shield``); only bad arguments raise at call time, every
+other error (``ConnectionBroken``, ``SocketError``, a server's refusal)
+when awaited. Made off the loop's thread, a call is a plain coroutine.
 At most 512 commands and 256 KiB (or one larger command) are written but
 unanswered; further callers wait their turn, in order. A ``reserve`` occupies
 its place in the reply order: commands issued after it on the same connection
@@ -15,7 +23,7 @@ of its own and produce on another one.
 
 Cancellation (task cancel, ``asyncio.wait_for``, ``asyncio.timeout``):
 
-- before the command was written: nothing is sent;
+- before the command was written (waiting for room): nothing is sent;
 - after: its reply is still read and discarded, later callers get their own;
   a job reserved for a cancelled ``reserve`` (or ``reserve_job``,
   ``reserve_many``) is released at once with its priority kept; ``use``,
@@ -35,6 +43,7 @@ kick or a batch).
 
 import asyncio
 import collections
+import collections.abc
 import functools
 import itertools
 import socket
@@ -108,6 +117,54 @@ _Waiter = Tuple[Any, ...]
 
 class _NotWritten(Exception):
     """The connection broke before a command waiting for room was written."""
+
+
+_get_running_loop = asyncio.events._get_running_loop
+
+
+class _Call(asyncio.Future):  # type: ignore[type-arg]
+    """The result of a command written when it was called: a future (for
+    ``await``, ``gather``, ``wait_for``, ``shield``: no Task of its own) that
+    is also a coroutine (for ``create_task`` and ``TaskGroup``: the Task
+    waits on it and returns its result). A Task cancelled while it waits
+    cancels it: the connection reads and discards the reply. One never
+    awaited that fails is logged by asyncio ("Future exception was never
+    retrieved"), as an unobserved Task would be: a lost put is worth a log."""
+
+    __slots__ = ()
+
+    def send(self, value: Any) -> "_Call":
+        """Yield itself until done, then stop with its result (or raise)."""
+        if self.done():
+            raise StopIteration(self.result())
+        self._asyncio_future_blocking = True
+        return self
+
+    def __next__(self) -> "_Call":
+        return self.send(None)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> "_Call":
+        """Raise the exception thrown in (the driving Task's cancellation
+        cancels the call; a job it reserved already is released)."""
+        exc = typ if isinstance(typ, BaseException) else typ(*(() if val is None else (val,)))
+        if isinstance(exc, asyncio.CancelledError):
+            self._abandoned()
+        raise exc.with_traceback(tb) if tb is not None else exc
+
+    def close(self) -> None:
+        """Nobody will wait for the result: as a cancellation."""
+        self._abandoned()
+
+    def _abandoned(self) -> None:
+        if not self.done():
+            self.cancel()
+        elif not self.cancelled() and self.exception() is None:
+            result = self.result()
+            if isinstance(result, Job) and result.reserved:
+                result.conn._abandon(result)
+
+
+collections.abc.Coroutine.register(_Call)
 
 
 class Job(_SyncJob):
@@ -502,8 +559,56 @@ class Connection(Commands, YamlOption):
                     # nothing of the caller's command was sent
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
-    async def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
-        """Write the command (when there is room) and return its result."""
+    def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
+        """The call's awaitable. On the connection's loop, healthy, with room
+        and nobody waiting (and not a command auto_reconnect would send
+        again), the command is written now: while others are pending, its
+        result future is returned (a _Call, also a coroutine: gather needs no
+        Task per call), else (idle: the sequential case, where a plain
+        future is cheaper for the awaiting Task) or for a reserve, the
+        coroutine _wait on it. Otherwise the coroutine _send, which waits
+        for room, reconnects and retries."""
+        size = len(data)
+        count = self._count
+        loop = self._loop
+        if (self._broken is None and not self._waiters
+                and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
+                and not (cmd[7] and self.auto_reconnect)          # cmd.safe
+                and _get_running_loop() is loop):
+            if count == 0:                     # idle: _enqueue's path for a lone command
+                fut = loop.create_future()
+                self._count = 1
+                self._bytes = size
+                self._progress = loop.time()
+                self._pending.append((fut, cmd, arg, size))
+                self._transport.write(data)    # type: ignore[union-attr]  # not broken
+                if self._timer is None and self._socket_timeout is not None:
+                    self._arm()
+                return self._wait(fut)
+            self._count = count + 1
+            self._bytes += size
+            if cmd[1] == RESERVED:
+                fut = loop.create_future()
+                self._enqueue((fut, cmd, arg, size), data)
+                return self._wait(fut)
+            call = _Call(loop=loop)
+            self._enqueue((call, cmd, arg, size), data)
+            return call
+        return self._send(cmd, data, arg)
+
+    async def _wait(self, fut: "asyncio.Future[Any]") -> Any:
+        """The result of a command written already; cancelled, a job it
+        reserved meanwhile is released."""
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._abandon(fut.result())
+            raise
+
+    async def _send(self, cmd: Command, data: bytes, arg: Any) -> Any:
+        """Write the command (when there is room; reconnecting when broken
+        and auto_reconnect is on) and return its result."""
         retried = False
         while True:
             size = len(data)
@@ -538,13 +643,11 @@ class Connection(Commands, YamlOption):
                 continue
             except ConnectionBroken:
                 raise
-            except SocketError as exc:
+            except SocketError:
                 if self.auto_reconnect and cmd[7] and not retried:    # cmd.safe
                     retried = True
                     continue
-                if cmd.lost:
-                    exc.args = ("%s; %s" % (exc.args[0], cmd.lost),)
-                raise
+                raise          # _break added the note of a lost reply (cmd.lost)
 
     # -- reading -------------------------------------------------------------------
     def _received(self, proto: _Protocol, nbytes: int) -> None:
@@ -721,10 +824,13 @@ class Connection(Commands, YamlOption):
             fut = entry.fut if isinstance(entry, _Chunk) else entry[0]
             if fut is None or fut.done():
                 continue
+            lost = entry[1].lost if entry.__class__ is tuple else None
             if i == 0 and head is not None:
+                if lost and isinstance(head, SocketError):
+                    head.args = ("%s; %s" % (head.args[0], lost),)
                 fut.set_exception(head)
             else:
-                err = SocketError(reason)
+                err = SocketError("%s; %s" % (reason, lost) if lost else reason)
                 err.__cause__ = cause
                 fut.set_exception(err)
         waiters, self._waiters = self._waiters, collections.deque()

@@ -287,8 +287,7 @@ def test_cancelled_reserve_releases_its_job_keeping_priority(arun, tube):
 def test_cancelled_use_still_takes_effect(arun, tube):
     async def body(connect):
         c = await connect()
-        task = asyncio.ensure_future(c.use("moved-" + tube))
-        await asyncio.sleep(0)                     # written
+        task = asyncio.ensure_future(c.use("moved-" + tube))   # written at once
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

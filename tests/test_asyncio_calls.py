@@ -1,0 +1,126 @@
+"""What a single asyncio call returns: written when called, awaitable as a
+future and usable as a coroutine (create_task, TaskGroup, wait_for, shield);
+both cores, both loops."""
+
+import asyncio
+import gc
+import warnings
+
+import pytest
+
+from beanstalkc_fast.errors import ConnectionBroken, NotFound
+
+
+async def _ready(conn, tube):
+    return (await conn.stats_tube(tube))["current-jobs-ready"]
+
+
+def test_a_call_works_with_every_asyncio_api(arun, tube):
+    async def body(connect):
+        c = await connect()
+        call = c.put("a")
+        assert asyncio.iscoroutine(call)
+        jid = await asyncio.create_task(call)
+        assert isinstance(jid, int)
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(c.put("b"))
+        assert task.result() > jid
+        assert await asyncio.wait_for(c.put("c"), 10) > task.result()
+        assert await asyncio.shield(c.peek(jid)) is not None
+        assert (await asyncio.ensure_future(c.peek(jid))).body == "a"
+        with pytest.raises(NotFound):
+            await asyncio.create_task(c.delete(2 ** 62))
+        with pytest.raises(NotFound):
+            await c.delete(2 ** 62)
+        assert await _ready(c, tube) == 3
+    arun(body)
+
+
+def test_a_put_never_awaited_still_inserts_its_job(arun, tube):
+    async def body(connect):
+        c = await connect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")           # idle: Python may warn it was not awaited
+            c.put("idle")                             # no reference kept, never awaited
+            gc.collect()
+        assert await _ready(c, tube) == 1
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = c.put("first")
+            c.put("busy")                             # while another is pending: no warning
+            gc.collect()
+            await first
+        assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert await _ready(c, tube) == 3
+        bodies = [(await c.reserve(timeout=0)).body for _ in range(3)]
+        assert bodies == ["idle", "first", "busy"]
+    arun(body)
+
+
+def test_gather_of_2000_puts_returns_ids_in_order(arun, tube):
+    async def body(connect):
+        c = await connect()
+        ids = await asyncio.gather(*(c.put(str(i)) for i in range(2000)))
+        assert len(set(ids)) == 2000 and ids == sorted(ids)
+        jobs = await asyncio.gather(*(c.peek(jid) for jid in ids))
+        assert [job.body for job in jobs] == [str(i) for i in range(2000)]
+    arun(body)
+
+
+def test_cancelled_task_over_a_reserve_releases_its_job(arun, tube):
+    async def body(connect):
+        consumer = await connect()
+        producer = await connect()
+        task = asyncio.create_task(consumer.reserve())
+        await asyncio.sleep(0.05)                 # written, waiting
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        jid = await producer.put("for-nobody", priority=7, ttr=100)
+        for _ in range(100):                      # the release follows at once
+            stats = await producer.stats_job(jid)
+            if stats["state"] == "ready":
+                break
+            await asyncio.sleep(0.01)
+        assert (stats["state"], stats["pri"], stats["reserves"]) == ("ready", 7, 1)
+        assert (await consumer.reserve(timeout=0)).jid == jid
+    arun(body)
+
+
+def test_cancelled_task_over_a_written_call_keeps_the_connection_in_step(arun, tube):
+    async def body(connect):
+        c = await connect()
+        task = asyncio.create_task(c.put("written"))     # written at once
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        jid = await c.put("next")                          # gets its own reply
+        assert (await c.peek(jid)).body == "next"
+        assert await _ready(c, tube) == 2                  # the cancelled put was sent
+        assert c._count == 0
+    arun(body)
+
+
+def test_errors_at_call_time_are_validation_errors_only(arun, tube):
+    async def body(connect):
+        c = await connect()
+        with pytest.raises(ValueError):
+            c.put("x", priority=-1)                       # refused at once, nothing sent
+        await c.close()
+        call = c.put("after-close")                        # no exception yet
+        with pytest.raises(ConnectionBroken):
+            await call
+    arun(body)
+
+
+def test_a_call_made_off_the_loop_runs_on_it(arun, tube):
+    async def body(connect):
+        c = await connect()
+        loop = asyncio.get_running_loop()
+
+        def in_thread():
+            return asyncio.run_coroutine_threadsafe(c.put("from-thread"), loop).result(10)
+
+        jid = await loop.run_in_executor(None, in_thread)
+        assert (await c.peek(jid)).body == "from-thread"
+    arun(body)
