@@ -260,8 +260,8 @@ def run_collect(core, chunks, ok, kind, n, conn, step):
                     trace.append(("other", taken, other))
                 elif got < step:
                     break
-    except UnexpectedResponse as exc:
-        trace.append((UnexpectedResponse, str(exc)))
+    except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
+        trace.append((type(exc), str(exc)))
     return [_settled(r) for r in results], trace, reader.pending()
 
 
@@ -281,8 +281,8 @@ def expect_collect(core, chunks, ok, kind, n, conn):
                     trace.append(("other", len(results), reply))
                 else:
                     results.append(settled[0])
-    except UnexpectedResponse as exc:
-        trace.append((UnexpectedResponse, str(exc)))
+    except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
+        trace.append((type(exc), str(exc)))
     return [_settled(r) for r in results], trace, reader.pending()
 
 
