@@ -81,6 +81,14 @@ class ReplyReader(Protocol):
         """Bytes received but not yet returned as part of a reply."""
         ...
 
+    def collect(self, results: List[Any], n: int, ok: str, kind: int,
+                conn: Any) -> Tuple[int, Optional[Reply]]:
+        """Settle up to ``n`` complete replies with status ``ok`` into
+        ``results`` as ``kind`` (VALUE, NOTHING, RESERVED, PEEKED: jobs built
+        as ``execute`` builds them); stop at the first other reply, returned
+        not appended: ``(taken, that reply or None)``."""
+        ...
+
 
 class CoreModule(Protocol):
     """The module-level names a core provides."""

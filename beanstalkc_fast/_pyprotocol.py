@@ -428,6 +428,37 @@ class Reader:
         """Bytes received but not yet returned as part of a reply."""
         return self._end - self._pos
 
+    def collect(self, results: List[Any], n: int, ok: str, kind: int,
+                conn: Any) -> Tuple[int, Optional[Reply]]:
+        """Settle up to ``n`` complete replies into ``results`` as a command
+        with success status ``ok`` and result kind ``kind`` (commands.VALUE:
+        the value, NOTHING: None, RESERVED/PEEKED: a job built as the core's
+        execute builds it, ``conn._job_type(conn, id, body, reserved,
+        conn.encoding)``). Stops at the first reply it does not settle (any
+        other status or kind), which is returned not appended:
+        ``(taken, that reply or None)``. A malformed reply raises as in
+        ``next_reply``."""
+        taken = 0
+        job_type = encoding = None
+        if kind == 2 or kind == 3:         # RESERVED, PEEKED
+            job_type, encoding = conn._job_type, conn.encoding
+        while taken < n:
+            reply = self.next_reply()
+            if reply is None:
+                return taken, None
+            status, value, body = reply
+            if kind > 3 or status != ok:
+                return taken, reply
+            if kind == 0:
+                results.append(value)
+            elif kind == 1:
+                results.append(None)
+            else:
+                assert job_type is not None
+                results.append(job_type(conn, value, body, kind == 2, encoding))
+            taken += 1
+        return taken, None
+
 
 # -- jobs ------------------------------------------------------------------------------
 

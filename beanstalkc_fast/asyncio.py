@@ -741,7 +741,11 @@ class Connection(Commands, YamlOption):
             i += 1
             if i == end:
                 break
-            reply = reader.next_reply()
+            if kinds is None:              # uniform: the reader settles the common replies
+                taken, reply = reader.collect(results, end - i, cmd[0], kind, self)
+                i += taken
+            else:
+                reply = reader.next_reply()
             if reply is None:
                 break
         self._count -= i - first

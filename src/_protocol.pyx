@@ -684,6 +684,32 @@ cdef class Reader:
         """Bytes received but not yet returned as part of a reply."""
         return self._end - self._pos
 
+    def collect(self, list results, Py_ssize_t n, ok, int kind, conn):
+        """Settle up to ``n`` complete replies of one command kind into
+        ``results`` (see the twin); ``(taken, first reply not settled or None)``."""
+        cdef Py_ssize_t taken = 0
+        job_type = encoding = None
+        if kind == 2 or kind == 3:         # RESERVED, PEEKED: jobs as _execute builds them
+            job_type = conn._job_type
+            encoding = conn.encoding
+        while taken < n:
+            if not self._step():
+                return taken, None
+            status = self._h_name
+            if kind > 3 or (status is not ok and status != ok):
+                return taken, self._take()
+            if kind == 0:
+                results.append(self._h_value)
+            elif kind == 1:
+                results.append(None)
+            else:
+                results.append(_build_job(job_type, conn, self._h_value, self._r_body,
+                                          kind == 2, encoding))
+            self._h_value = None
+            self._r_body = None
+            taken += 1
+        return taken, None
+
     cdef object _next(self):
         """The next complete reply as a tuple, or None (see ``_step``)."""
         if not self._step():
@@ -1327,9 +1353,13 @@ cdef class JobBase:
 cdef object _make_job(conn, jid, body, bint reserved):
     """``conn._job_type(conn, jid, body, reserved, conn.encoding)``, built
     here when the type keeps JobBase's ``__new__`` and ``__init__``."""
+    return _build_job(conn._job_type, conn, jid, body, reserved, conn.encoding)
+
+
+cdef object _build_job(job_type, conn, jid, body, bint reserved, encoding):
+    """``job_type(conn, jid, body, reserved, encoding)``, built here when the
+    type keeps JobBase's ``__new__`` and ``__init__``."""
     global _fast_job
-    job_type = conn._job_type
-    encoding = conn.encoding
     cdef JobBase job
     if job_type is not _fast_job:
         if not (isinstance(job_type, type) and issubclass(job_type, JobBase)

@@ -199,3 +199,145 @@ def test_buffer_updated_checks_the_count(name):
         reader.buffer_updated(room + 1)
     with pytest.raises(ValueError):
         reader.buffer_updated(-1)
+
+
+# -- Reader.collect: a uniform batch's replies settled in one call -----------------
+
+class FakeConn:
+    """What collect reads from a connection: ``_job_type`` and ``encoding``."""
+
+    def __init__(self, job_type, encoding="utf-8"):
+        self._job_type = job_type
+        self.encoding = encoding
+
+
+def _job_types(core):
+    """A JobBase subclass the core builds itself, and one with its own __init__."""
+    class Plain(core.JobBase):
+        pass
+
+    class Custom(core.JobBase):
+        def __init__(self, conn, jid, body, reserved=True, encoding=None):
+            super().__init__(conn, jid, body, reserved, encoding)
+            self.custom = True
+
+    return Plain, Custom
+
+
+def _settled(x):
+    """A comparable form of a collected result (jobs by their attributes)."""
+    if hasattr(x, "jid"):
+        return ("job", type(x).__name__, x.conn, x.jid, x.raw_body, x.reserved,
+                getattr(x, "custom", False))
+    return x
+
+
+def _per_item(reply, ok, kind, conn):
+    """What the per-item path settles ``reply`` to, or None when it does not."""
+    status, value, body = reply
+    if status != ok or kind > 3:
+        return None
+    if kind == 0:
+        return (value,)
+    if kind == 1:
+        return (None,)
+    return (conn._job_type(conn, value, body, kind == 2, conn.encoding),)
+
+
+def run_collect(core, chunks, ok, kind, n, conn, step):
+    """Feed ``chunks``; after each, collect (at most ``step`` per call) until
+    ``n`` are settled, recording every reply handed back."""
+    reader = core.Reader(max_body=1 << 20)
+    results, trace, taken = [], [], 0
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+            while taken < n:
+                got, other = reader.collect(results, min(step, n - taken), ok, kind, conn)
+                assert len(results) == taken + got
+                taken += got
+                if other is not None:
+                    trace.append(("other", taken, other))
+                elif got < step:
+                    break
+    except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
+        trace.append((type(exc), str(exc)))
+    return [_settled(r) for r in results], trace, reader.pending()
+
+
+def expect_collect(core, chunks, ok, kind, n, conn):
+    """The same through next_reply and the per-item rules."""
+    reader = core.Reader(max_body=1 << 20)
+    results, trace = [], []
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+            while len(results) < n:
+                reply = reader.next_reply()
+                if reply is None:
+                    break
+                settled = _per_item(reply, ok, kind, conn)
+                if settled is None:
+                    trace.append(("other", len(results), reply))
+                else:
+                    results.append(settled[0])
+    except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
+        trace.append((type(exc), str(exc)))
+    return [_settled(r) for r in results], trace, reader.pending()
+
+
+KINDS = st.sampled_from([("INSERTED", 0), ("DELETED", 1), ("RESERVED", 2), ("FOUND", 3),
+                         ("OK", 5), ("TIMED_OUT", 1)])
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(split_stream(st.one_of(GOOD, GOOD, GOOD, GOOD, BAD)), KINDS, st.integers(0, 10),
+       st.integers(1, 4), st.booleans(), st.sampled_from(["utf-8", None]))
+def test_collect_settles_as_the_per_item_path(both_cores, chunks, ok_kind, n, step,
+                                              custom, encoding):
+    """Split streams, mixed statuses, malformed replies: collect settles the
+    same results, hands back the same other replies, and stops where the
+    per-item path stops, on both cores."""
+    ok, kind = ok_kind
+    outcomes = []
+    for core in both_cores:
+        conn = FakeConn(_job_types(core)[custom], encoding)
+        expected = expect_collect(core, chunks, ok, kind, n, conn)
+        got = run_collect(core, chunks, ok, kind, n, conn, step)
+        assert got == expected
+        outcomes.append([[x[:2] + x[3:] if isinstance(x, tuple) and x[0] == "job" else x
+                          for x in got[0]], got[1], got[2]])
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("name", ["python", "cython"])
+def test_collect_stops_at_a_refusal_and_builds_jobs(name):
+    core = load_core(name)
+    plain, custom = _job_types(core)
+    reader = core.Reader()
+    reader.feed(b"RESERVED 1 2\r\nab\r\nRESERVED 2 0\r\n\r\nTIMED_OUT\r\n"
+                b"RESERVED 3 1\r\n\xff\r\n")
+    results = ["earlier"]
+    conn = FakeConn(plain)
+    assert reader.collect(results, 5, "RESERVED", 2, conn) == (2, ("TIMED_OUT", None, None))
+    assert reader.collect(results, 5, "RESERVED", 2, FakeConn(custom, None)) == (1, None)
+    assert results[0] == "earlier"
+    jobs = results[1:]
+    assert [type(j) for j in jobs] == [plain, plain, custom]
+    assert [(j.jid, j.raw_body, j.reserved) for j in jobs] == [
+        (1, b"ab", True), (2, b"", True), (3, b"\xff", True)]
+    assert jobs[0].conn is conn and jobs[0].body == "ab" and jobs[2].body == b"\xff"
+    assert jobs[2].custom is True
+    assert reader.pending() == 0
+    # n bounds what is taken; the rest stays for the next call
+    reader.feed(b"DELETED\r\nDELETED\r\n")
+    assert reader.collect(results, 1, "DELETED", 1, conn) == (1, None)
+    assert reader.pending() == len(b"DELETED\r\n")
+    assert reader.collect(results, 0, "DELETED", 1, conn) == (0, None)
+    # a kind it does not settle: the next reply is handed back as is
+    assert reader.collect(results, 3, "DELETED", 5, conn) == (0, ("DELETED", None, None))
+    reader.feed(b"INSERTED 7\r\nBOGUS\r\n")
+    with pytest.raises(UnexpectedResponse):
+        reader.collect(results, 3, "INSERTED", 0, conn)
+    assert results[-1] == 7
