@@ -303,12 +303,3 @@ def wake(sock: Any) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-def note_unsent(exc: BaseException, what: str, index: int) -> None:
-    """Add to the message of ``exc``, raised for item ``index`` of a batch
-    (a bad body, or an exception of the iterable), that the items before it
-    were sent and answered and it and all after it were not."""
-    note = ("%s item %d: the %d items before it were sent (their results, ids or "
-            "exceptions, are in .results); it and all after it were not sent"
-            % (what, index, index))
-    if len(exc.args) == 1 and isinstance(exc.args[0], str):
-        exc.args = ("%s (%s)" % (exc.args[0], note),)
