@@ -89,6 +89,14 @@ class ReplyReader(Protocol):
         not appended: ``(taken, that reply or None)``."""
         ...
 
+    def settle(self, pending: Any) -> Tuple[int, int, Optional[Reply]]:
+        """Settle the asyncio front end's single commands at the head of
+        ``pending`` (tuples ``(future, command, arg, size)``) whose reply is
+        success with a value or nothing, popping each and setting its future;
+        stop at the first other reply: ``(popped, their sizes summed, that
+        reply or None)``."""
+        ...
+
 
 class CoreModule(Protocol):
     """The module-level names a core provides."""

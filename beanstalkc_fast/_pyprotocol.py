@@ -459,6 +459,35 @@ class Reader:
             taken += 1
         return taken, None
 
+    def settle(self, pending: Any) -> Tuple[int, int, Optional[Reply]]:
+        """Settle the single commands at the head of ``pending`` (a deque of
+        the asyncio front end's entries; a caller's command is a tuple
+        ``(future, command, arg, size)``) with the complete replies in the
+        buffer, while the head's future is not done and its reply is the
+        command's success with a value (commands.VALUE) or nothing (NOTHING):
+        each entry is popped and its future gets the value or None. Stops at
+        the first reply it does not settle, returned: ``(entries popped,
+        their sizes summed, that reply or None)``. A malformed reply raises
+        as in ``next_reply``."""
+        taken = nbytes = 0
+        while True:
+            reply = self.next_reply()
+            if reply is None:
+                return taken, nbytes, None
+            if not pending:
+                return taken, nbytes, reply
+            entry = pending[0]
+            if entry.__class__ is not tuple:
+                return taken, nbytes, reply
+            fut, cmd = entry[0], entry[1]
+            kind = cmd[1]                  # Command fields by position: ok, kind
+            if fut is None or kind > 1 or reply[0] != cmd[0] or fut.done():
+                return taken, nbytes, reply
+            pending.popleft()
+            fut.set_result(reply[1] if kind == 0 else None)
+            taken += 1
+            nbytes += entry[3]
+
 
 # -- jobs ------------------------------------------------------------------------------
 

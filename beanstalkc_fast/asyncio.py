@@ -120,6 +120,8 @@ class _NotWritten(Exception):
 
 
 _get_running_loop = asyncio.events._get_running_loop
+_LOW_COUNT = BATCH_WINDOW // 2         # room is handed to waiters below these
+_LOW_BYTES = BATCH_BYTES // 2
 
 
 class _Call(asyncio.Future):  # type: ignore[type-arg]
@@ -482,6 +484,14 @@ class Connection(Commands, YamlOption):
         self._bytes += len(data)
         self._enqueue((None, STATS_JOB_DICT, callback, len(data)), data)
 
+    def _refusal(self) -> ConnectionBroken:
+        """Why a command is not written on this broken connection (no
+        auto_reconnect, or closed by close())."""
+        if self._closed:
+            return ConnectionBroken("connection was closed by close(); "
+                                    "call connect() or reconnect()")
+        return ConnectionBroken("connection is broken (%s); call reconnect()" % self._broken)
+
     async def _admit(self, size: int) -> None:
         """Wait until a command of ``size`` bytes may be written (its room is
         then counted); reconnect first when broken and auto_reconnect is on,
@@ -489,12 +499,8 @@ class Connection(Commands, YamlOption):
         revived = False
         while True:
             if self._broken is not None:
-                if self._closed:
-                    raise ConnectionBroken("connection was closed by close(); "
-                                           "call connect() or reconnect()")
-                if not self.auto_reconnect:
-                    raise ConnectionBroken(
-                        "connection is broken (%s); call reconnect()" % self._broken)
+                if self._closed or not self.auto_reconnect:
+                    raise self._refusal()
                 if revived:
                     raise ConnectionBroken("reconnect failed: the new connection broke "
                                            "at once (%s)" % self._broken)
@@ -566,8 +572,9 @@ class Connection(Commands, YamlOption):
         result future is returned (a _Call, also a coroutine: gather needs no
         Task per call), else (idle: the sequential case, where a plain
         future is cheaper for the awaiting Task) or for a reserve, the
-        coroutine _wait on it. Otherwise the coroutine _send, which waits
-        for room, reconnects and retries."""
+        coroutine _wait on it. Without room (and without auto_reconnect),
+        a _Call too, queued for _wake to write in its turn. Otherwise the
+        coroutine _send, which waits for room, reconnects and retries."""
         size = len(data)
         count = self._count
         loop = self._loop
@@ -593,6 +600,11 @@ class Connection(Commands, YamlOption):
                 return self._wait(fut)
             call = _Call(loop=loop)
             self._enqueue((call, cmd, arg, size), data)
+            return call
+        if (self._broken is None and cmd[1] != RESERVED and not self.auto_reconnect
+                and _get_running_loop() is loop):
+            call = _Call(loop=loop)            # no room: written by _wake in its turn
+            self._waiters.append((call, size, cmd, arg, data))
             return call
         return self._send(cmd, data, arg)
 
@@ -656,34 +668,34 @@ class Connection(Commands, YamlOption):
         reader = proto.reader
         reader.buffer_updated(nbytes)
         pending = self._pending
+        settle = reader.settle
         try:
-            reply = reader.next_reply()
-            while reply is not None:
+            reply = None
+            while True:
+                if reply is None:
+                    # the common case, in the core: callers' commands answered
+                    # by success with a value or nothing as their result
+                    taken, nbytes, reply = settle(pending)
+                    if taken:
+                        self._count -= taken
+                        self._bytes -= nbytes
+                    if reply is None:
+                        break
                 entry = pending[0] if pending else None
                 if entry.__class__ is _Chunk:
                     reply = self._fill(entry, reply, reader)
                     continue
-                # inline, the common case: a caller's command succeeded with
-                # a value or nothing as its result; _deliver does the rest
-                if entry.__class__ is tuple:
-                    fut, cmd, _, size = entry
-                    kind = cmd[1]              # Command fields by position: ok, kind
-                    if (fut is not None and reply[0] == cmd[0] and kind <= NOTHING
-                            and not fut.done()):
-                        pending.popleft()
-                        self._count -= 1
-                        self._bytes -= size
-                        fut.set_result(reply[1] if kind == VALUE else None)
-                        reply = reader.next_reply()
-                        continue
                 self._deliver(reply)
-                reply = reader.next_reply()
+                reply = None
         except Exception as exc:             # malformed reply: nothing more is parsed
             self._break("unexpected response: %s" % (exc,), head=exc)
             return
         if pending:                          # the stream moved (idle: the next write sets it)
             self._progress = self._loop.time()
-        if self._waiters:
+        # waiters get room once half the window is free (or all of it): a few
+        # large writes instead of one small write per reply read
+        if self._waiters and (not pending or (self._count <= _LOW_COUNT
+                                              and self._bytes <= _LOW_BYTES)):
             self._wake()
         if self._timer is None and self._pending and self._socket_timeout is not None:
             self._arm()
@@ -843,6 +855,8 @@ class Connection(Commands, YamlOption):
             if not wfut.done():
                 if len(waiter) == 2:
                     wfut.set_result(False)
+                elif wfut.__class__ is _Call:  # _run's: nobody would write it again
+                    wfut.set_exception(self._refusal())
                 else:
                     wfut.set_exception(_NotWritten())
 

@@ -710,6 +710,35 @@ cdef class Reader:
             taken += 1
         return taken, None
 
+    def settle(self, pending):
+        """Settle the asyncio front end's single commands at the head of
+        ``pending`` with the replies in the buffer (see the twin);
+        ``(popped, their sizes summed, first reply not settled or None)``."""
+        cdef Py_ssize_t taken = 0, nbytes = 0
+        cdef int kind
+        while True:
+            if not self._step():
+                return taken, nbytes, None
+            if not pending:
+                return taken, nbytes, self._take()
+            entry = pending[0]
+            if type(entry) is not tuple:
+                return taken, nbytes, self._take()
+            fut = (<tuple>entry)[0]
+            cmd = (<tuple>entry)[1]
+            kind = cmd[1]                  # Command fields by position: ok, kind
+            ok = cmd[0]
+            status = self._h_name
+            if (fut is None or kind > 1 or (status is not ok and status != ok)
+                    or fut.done()):
+                return taken, nbytes, self._take()
+            pending.popleft()
+            fut.set_result(self._h_value if kind == 0 else None)
+            self._h_value = None
+            self._r_body = None
+            taken += 1
+            nbytes += <Py_ssize_t>(<tuple>entry)[3]
+
     cdef object _next(self):
         """The next complete reply as a tuple, or None (see ``_step``)."""
         if not self._step():

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from beanstalkc_fast.errors import ConnectionBroken, NotFound
+from beanstalkc_fast.errors import ConnectionBroken, NotFound, SocketError
 
 
 async def _ready(conn, tube):
@@ -123,4 +123,60 @@ def test_a_call_made_off_the_loop_runs_on_it(arun, tube):
 
         jid = await loop.run_in_executor(None, in_thread)
         assert (await c.peek(jid)).body == "from-thread"
+    arun(body)
+
+
+def test_calls_beyond_the_window_wait_in_turn_without_a_task_each(arun, tube):
+    async def body(connect):
+        c = await connect()
+        loop = asyncio.get_running_loop()
+        made = []
+        default_factory = loop.get_task_factory()
+
+        def counting(loop, coro, **kwargs):
+            made.append(coro)
+            if default_factory is not None:
+                return default_factory(loop, coro, **kwargs)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(counting)
+        try:
+            calls = [c.put(str(i)) for i in range(1500)]   # 512 written, 988 wait their turn
+            assert c._count == 512 and len(c._waiters) == 988
+            ids = await asyncio.gather(*calls)
+        finally:
+            loop.set_task_factory(default_factory)
+        # a Task for the first call only (idle, it was a coroutine): none for the rest
+        assert [coro.__qualname__ for coro in made] == ["Connection._wait"]
+        assert ids == sorted(ids) and len(set(ids)) == 1500
+        assert c._count == 0 and not c._waiters
+    arun(body)
+
+
+def test_a_waiting_call_cancelled_before_its_turn_sends_nothing(arun, tube):
+    async def body(connect):
+        c = await connect()
+        calls = [c.put(str(i)) for i in range(600)]
+        for call in calls[550:]:
+            call.cancel()                                  # still waiting for room
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(o, int) for o in outcomes[:550])
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[550:])
+        assert await _ready(c, tube) == 550
+        assert c._count == 0
+    arun(body)
+
+
+def test_calls_waiting_for_room_when_the_connection_closes_are_not_sent(arun, tube):
+    async def body(connect):
+        c = await connect()
+        watcher = await connect()
+        calls = [c.put(str(i)) for i in range(600)]
+        await c.close()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        waited = outcomes[512:]                            # never written
+        assert all(isinstance(o, ConnectionBroken) for o in waited), set(map(type, waited))
+        assert "closed by close()" in str(waited[0])
+        assert all(isinstance(o, (int, SocketError)) for o in outcomes[:512])
+        assert await _ready(watcher, tube) <= 512
     arun(body)

@@ -341,3 +341,129 @@ def test_collect_stops_at_a_refusal_and_builds_jobs(name):
     with pytest.raises(UnexpectedResponse):
         reader.collect(results, 3, "INSERTED", 0, conn)
     assert results[-1] == 7
+
+
+class FakeFuture:
+    """What settle needs of a future: done() and set_result()."""
+
+    def __init__(self, done):
+        self._done = done
+        self.value = "unset"
+
+    def done(self):
+        return self._done
+
+    def set_result(self, value):
+        assert not self._done
+        self._done, self.value = True, value
+
+
+class NotSingle:
+    """An entry that is not a single command's tuple (a batch's chunk)."""
+
+
+def _entries(draw_specs):
+    from beanstalkc_fast import commands
+    cmds = {"put": commands.PUT, "delete": commands.DELETE, "reserve": commands.RESERVE,
+            "use": commands.USE, "stats": commands.STATS}
+    out = []
+    for spec, done, size in draw_specs:
+        if spec == "chunk":
+            out.append(NotSingle())
+        elif spec == "housekeeping":
+            out.append((None, commands.STATS_JOB_DICT, print, size))
+        else:
+            out.append((FakeFuture(done), cmds[spec], None, size))
+    return out
+
+
+def _expected_settle(core, chunks, specs):
+    """settle's rules, through next_reply: (popped, bytes, handed back) per call."""
+    import collections
+    reader = core.Reader(max_body=1 << 20)
+    pending = collections.deque(_entries(specs))
+    trace = []
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+            taken = nbytes = 0
+            while True:
+                reply = reader.next_reply()
+                if reply is None:
+                    break
+                head = pending[0] if pending else None
+                if (head.__class__ is not tuple or head[0] is None or head[1][1] > 1
+                        or reply[0] != head[1][0] or head[0].done()):
+                    trace.append((taken, nbytes, reply))
+                    taken = nbytes = 0
+                    continue
+                pending.popleft()
+                head[0].set_result(reply[1] if head[1][1] == 0 else None)
+                taken, nbytes = taken + 1, nbytes + head[3]
+            trace.append((taken, nbytes, None))
+    except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
+        trace.append((type(exc), str(exc)))
+    return trace, len(pending), reader.pending()
+
+
+def _run_settle(core, chunks, specs):
+    import collections
+    reader = core.Reader(max_body=1 << 20)
+    pending = collections.deque(_entries(specs))
+    trace = []
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+            while True:
+                taken, nbytes, reply = reader.settle(pending)
+                trace.append((taken, nbytes, reply))
+                if reply is None:
+                    break
+    except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
+        trace.append((type(exc), str(exc)))
+    return trace, len(pending), reader.pending()
+
+
+SPECS = st.lists(st.tuples(
+    st.sampled_from(["put", "put", "delete", "reserve", "use", "stats", "chunk",
+                     "housekeeping"]),
+    st.sampled_from([False, False, False, True]),          # its future done (cancelled)
+    st.integers(1, 100)), max_size=10)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(split_stream(st.one_of(GOOD, GOOD, GOOD, GOOD, BAD)), SPECS)
+def test_settle_pops_what_the_per_reply_rules_pop(both_cores, chunks, specs):
+    """Split streams, mixed entries (done futures, housekeeping, chunks,
+    kinds settle leaves alone): settle pops the same entries, sets the same
+    results and hands back the same replies as the per-reply rules, on both
+    cores."""
+    outcomes = []
+    for core in both_cores:
+        got = _run_settle(core, chunks, specs)
+        assert got == _expected_settle(core, chunks, specs)
+        outcomes.append(got)
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("name", ["python", "cython"])
+def test_settle_sets_values_and_stops_at_the_first_other_reply(name):
+    import collections
+    from beanstalkc_fast import commands
+    core = load_core(name)
+    reader = core.Reader()
+    futs = [FakeFuture(False) for _ in range(4)]
+    pending = collections.deque([(futs[0], commands.PUT, None, 10),
+                                 (futs[1], commands.DELETE, None, 20),
+                                 (futs[2], commands.DELETE, None, 5),
+                                 (futs[3], commands.PUT, None, 7)])
+    reader.feed(b"INSERTED 5\r\nDELETED\r\nNOT_FOUND\r\nINSERTED 6\r\n")
+    assert reader.settle(pending) == (2, 30, ("NOT_FOUND", None, None))
+    assert [f.value for f in futs] == [5, None, "unset", "unset"]
+    assert len(pending) == 2                  # the refused one is left to the caller
+    pending.popleft()
+    assert reader.settle(pending) == (1, 7, None)
+    assert futs[3].value == 6 and not pending and reader.pending() == 0
+    reader.feed(b"INSERTED 1\r\n")            # nobody waiting: handed back
+    assert reader.settle(pending) == (0, 0, ("INSERTED", 1, None))
