@@ -62,7 +62,10 @@ class ReplyReader(Protocol):
     max_body: int
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
-        """Writable free space after the unread bytes (at least one byte)."""
+        """Writable free space after the unread bytes (at least one byte);
+        the view is for one receive: use it only until ``buffer_updated`` or
+        the next ``get_buffer`` (the Cython core's view does not hold the
+        buffer)."""
         ...
 
     def buffer_updated(self, nbytes: int) -> None:

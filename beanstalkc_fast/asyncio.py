@@ -48,6 +48,7 @@ import functools
 import itertools
 import socket
 import ssl as ssl_module
+import threading
 from typing import (Any, Awaitable, Callable, Deque, Generator, Iterable, List, Optional,
                     Tuple, Union)
 
@@ -119,7 +120,9 @@ class _NotWritten(Exception):
     """The connection broke before a command waiting for room was written."""
 
 
-_get_running_loop = asyncio.events._get_running_loop
+# the thread a call is made in; compared with the connection loop's thread
+# (asyncio's _get_running_loop costs a getpid() system call per call)
+_get_ident = threading.get_ident
 _LOW_COUNT = BATCH_WINDOW // 2         # room is handed to waiters below these
 _LOW_BYTES = BATCH_BYTES // 2
 
@@ -288,6 +291,7 @@ class Connection(Commands, YamlOption):
         self._using = DEFAULT_TUBE_NAME
         self._watching: List[str] = [DEFAULT_TUBE_NAME]
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._loop_thread = -1             # the thread that runs _loop
         self._transport: Optional[asyncio.Transport] = None
         self._proto: Optional[_Protocol] = None
         self._broken: Optional[str] = "not connected"
@@ -341,6 +345,7 @@ class Connection(Commands, YamlOption):
         says why, and nothing was sent)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._loop_thread = _get_ident()
         reader = self._impl.Reader()
 
         def factory() -> _Protocol:
@@ -566,7 +571,7 @@ class Connection(Commands, YamlOption):
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
     def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
-        """The call's awaitable. On the connection's loop, healthy, with room
+        """The call's awaitable. In the thread of the connection's loop, healthy, with room
         and nobody waiting (and not a command auto_reconnect would send
         again), the command is written now: while others are pending, its
         result future is returned (a _Call, also a coroutine: gather needs no
@@ -581,7 +586,7 @@ class Connection(Commands, YamlOption):
         if (self._broken is None and not self._waiters
                 and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
                 and not (cmd[7] and self.auto_reconnect)          # cmd.safe
-                and _get_running_loop() is loop):
+                and _get_ident() == self._loop_thread):
             if count == 0:                     # idle: _enqueue's path for a lone command
                 fut = loop.create_future()
                 self._count = 1
@@ -602,7 +607,7 @@ class Connection(Commands, YamlOption):
             self._enqueue((call, cmd, arg, size), data)
             return call
         if (self._broken is None and cmd[1] != RESERVED and not self.auto_reconnect
-                and _get_running_loop() is loop):
+                and _get_ident() == self._loop_thread):
             call = _Call(loop=loop)            # no room: written by _wake in its turn
             self._waiters.append((call, size, cmd, arg, data))
             return call
