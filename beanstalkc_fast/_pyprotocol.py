@@ -8,6 +8,7 @@ After any failure mid-reply it marks itself broken and refuses further use.
 
 import os
 import socket
+import time
 from typing import Any, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 from ._window import run_window
@@ -17,10 +18,10 @@ from .errors import SocketError, UnexpectedResponse
 # typing) lives in _shared; re-exported here as this core's module interface
 from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,  # noqa: F401
                       MAX_TIMEOUT, MAX_UINT32, MAX_UINT64, MIN_TIMEOUT, NAME_CHARS, READ_CHUNK,
-                      SCATTER_MIN, SEND_FLAGS, WRITE_CHUNK, Reply, _clamp, _prepare, _scalar,
-                      _send_all, _set_timeout, _truncate, body_buffer, check_name, check_uint,
-                      encode_body, failure, note_lost_reply, refusal, say_quit,
-                      send_flags, send_parts, wake)
+                      SCATTER_MIN, SEND_FLAGS, WAIT_SLICE, WRITE_CHUNK, Reply, _clamp,
+                      _prepare, _scalar, _send_all, _set_timeout, _truncate, body_buffer,
+                      check_name, check_uint, encode_body, failure, note_lost_reply, refusal,
+                      say_quit, send_flags, send_parts, slice_ran_out, wake)
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
            "SCATTER_MIN", "NAME_CHARS", "Core", "Reader", "check_uint", "check_name",
@@ -65,7 +66,10 @@ class Core:
 
     IO goes through the socket object's methods with Python-level timeouts
     (``sock.settimeout``): they hold as deadlines across signals (PEP 475)
-    and let gevent/eventlet sockets cooperate.
+    and let gevent/eventlet sockets cooperate. The socket's timeout is at
+    most WAIT_SLICE: a longer wait (or one without a deadline) is made of
+    slices, between which a pending signal's handler runs (a Ctrl-C that
+    came just before the wait began, or on another thread).
     """
 
     def __init__(self, sock: socket.socket, timeout: Optional[float] = None,
@@ -79,7 +83,10 @@ class Core:
         self._closing = False              # close() was called
         self._released = False             # the socket is closed
         self._pid = os.getpid()
-        self._current: Any = _UNSET        # timeout now in force on the socket
+        self._current: Any = _UNSET        # timeout now in force on the socket (a slice)
+        self._limit: Any = _UNSET          # the bound of each wait (None: none)
+        self._cut = False                  # _current was cut to what is left of a wait
+        self._next_slice = self._slice_over   # bound once: the senders' on_timeout
         self._apply_timeout(timeout)
 
     @property
@@ -93,9 +100,32 @@ class Core:
 
     # -- timeouts -----------------------------------------------------------
     def _apply_timeout(self, seconds: Optional[float]) -> None:
-        if seconds != self._current:
-            self.sock.settimeout(_clamp(seconds))
-            self._current = seconds
+        """Bound each wait by ``seconds`` (None: no bound), in slices."""
+        if seconds != self._limit or self._cut:
+            self._limit = seconds
+            self._cut = False
+            bound = _clamp(seconds)
+            sliced = WAIT_SLICE if bound is None else min(bound, WAIT_SLICE)
+            if sliced != self._current:
+                self.sock.settimeout(sliced)
+                self._current = sliced
+
+    def _slice_over(self, began: Optional[float]) -> float:
+        """A slice of a wait ran out: re-raise its timeout when the wait's
+        bound is reached, else set up the next slice (the handler of a
+        signal that came meanwhile runs before it); when the wait began."""
+        now = time.monotonic()
+        if began is None:
+            began = now - self._current
+        if self._limit is not None:
+            left = self._limit - (now - began)
+            if left <= 0:
+                raise
+            if left < self._current:
+                self._current = _clamp(left)
+                self._cut = True
+                self.sock.settimeout(self._current)
+        return began
 
     def _deadline(self, extra: Optional[float]) -> Optional[float]:
         """Read timeout for a command that may legitimately wait ``extra`` s."""
@@ -108,9 +138,9 @@ class Core:
         """Send all of ``data``, one buffer or a tuple of buffers sent in
         order without joining (EPIPE as an error, never SIGPIPE)."""
         if isinstance(data, tuple):
-            send_parts(self.sock, data)
+            send_parts(self.sock, data, self._next_slice)
         else:
-            _send_all(self.sock, data)
+            _send_all(self.sock, data, self._next_slice)
 
     def _recv_into(self, view: memoryview) -> int:
         """Read what is available into ``view`` (0 at EOF)."""
@@ -237,6 +267,7 @@ class Core:
     def _read_reply(self) -> Reply:
         """One reply, receiving straight into the reader's buffer until it is complete."""
         reader = self._reader
+        began = None                           # a wait's start, after its first slice
         while True:
             reply = reader.next_reply()
             if reply is not None:
@@ -244,8 +275,14 @@ class Core:
             view = reader.get_buffer()
             try:
                 n = self._recv_into(view)
+            except OSError as exc:
+                if not slice_ran_out(exc):
+                    raise
+                began = self._slice_over(began)
+                continue
             finally:
                 view.release()
+            began = None
             if n == 0:
                 raise SocketError("connection closed by the server")
             reader.buffer_updated(n)

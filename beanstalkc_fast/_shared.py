@@ -11,7 +11,7 @@ import socket
 import ssl
 import struct
 import sys
-from typing import Any, FrozenSet, Optional, Tuple
+from typing import Any, Callable, FrozenSet, Optional, Tuple
 
 from .errors import (BodyTypeError, ConcurrentUseError, ConnectionBroken, SocketError,
                      UnexpectedResponse)
@@ -109,6 +109,10 @@ def body_buffer(body: Any, encoding: Optional[str]) -> Any:
 
 MIN_TIMEOUT = 1e-6            # a positive timeout never rounds down to "forever"
 MAX_TIMEOUT = 2e6             # ~23 days; longer ones are clamped (poll() takes int ms)
+# The longest a blocking send or receive waits before the core looks at
+# signals again: a Ctrl-C that lands just before a wait (or on another
+# thread) interrupts it within this many seconds, also a wait without a deadline.
+WAIT_SLICE = 1.0
 SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)    # EPIPE, never SIGPIPE
 _UNSET = object()             # no timeout applied to the socket yet
 
@@ -152,13 +156,34 @@ def send_flags(sock: Any, extra: int = 0) -> int:
     return 0 if isinstance(sock, ssl.SSLSocket) else SEND_FLAGS | extra
 
 
-def _send_all(sock: Any, data: bytes) -> None:
+# on_timeout(began) -> began: called when a socket timeout (a wait slice) ran
+# out, with when the wait began (None: at the start of this slice); raises
+# when the wait is over, else returns when it began (see _pyprotocol.Core)
+OnTimeout = Optional[Callable[[Optional[float]], float]]
+
+
+def slice_ran_out(exc: OSError) -> bool:
+    """``exc`` is the socket object's own timeout, not the kernel's ETIMEDOUT
+    (both are TimeoutError)."""
+    return isinstance(exc, TimeoutError) and exc.errno is None
+
+
+def _send_all(sock: Any, data: bytes, on_timeout: OnTimeout = None) -> None:
     """Send all of ``data`` through the socket object; its timeout bounds each
-    wait for buffer room, not the whole transfer (as SO_SNDTIMEO does)."""
+    wait for buffer room, not the whole transfer (as SO_SNDTIMEO does), or
+    with ``on_timeout``, one slice of the wait."""
     view = memoryview(data)
     flags = send_flags(sock)
+    began = None
     while view:
-        view = view[sock.send(view, flags):]
+        try:
+            view = view[sock.send(view, flags):]
+        except OSError as exc:
+            if on_timeout is None or not slice_ran_out(exc):
+                raise
+            began = on_timeout(began)
+            continue
+        began = None
 
 
 def plain_socket(sock: Any) -> bool:
@@ -172,20 +197,28 @@ def plain_socket(sock: Any) -> bool:
             and issubclass(cls, _socket.socket))
 
 
-def send_parts(sock: Any, parts: Tuple[Any, ...]) -> None:
+def send_parts(sock: Any, parts: Tuple[Any, ...], on_timeout: OnTimeout = None) -> None:
     """Send the buffers ``parts`` in order, each from its own memory (none
     joined or copied): one ``sendmsg`` per try on a plain socket, else one
     ``_send_all`` per part. The socket's timeout bounds each wait for buffer
     room, as in ``_send_all``."""
     if not (_HAS_SENDMSG and plain_socket(sock)):
         for part in parts:
-            _send_all(sock, part)
+            _send_all(sock, part, on_timeout)
         return
     views = [memoryview(part) for part in parts]
     flags = send_flags(sock)
     first = 0
+    began = None
     while first < len(views):
-        n = sock.sendmsg(views[first:], (), flags)
+        try:
+            n = sock.sendmsg(views[first:], (), flags)
+        except OSError as exc:
+            if on_timeout is None or not slice_ran_out(exc):
+                raise
+            began = on_timeout(began)
+            continue
+        began = None
         while first < len(views) and n >= len(views[first]):
             n -= len(views[first])
             first += 1

@@ -162,9 +162,8 @@ cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
 cdef Py_ssize_t C_READ_CHUNK = READ_CHUNK
 # The longest a blocking send or receive waits in the kernel before the core
-# looks at signals again: a Ctrl-C that lands just before a wait without a
-# deadline (reserve()) interrupts it within this many seconds.
-cdef double WAIT_SLICE = 1.0
+# looks at signals again (_shared.WAIT_SLICE, the twin's too).
+cdef double WAIT_SLICE = _shared.WAIT_SLICE
 # A receive tried without blocking (and without giving up the GIL) while it
 # keeps finding the reply already there; after misses, only every PROBE-th.
 cdef enum:

@@ -1,6 +1,7 @@
 """A scripted fake server: cut connections, garbage, stalls, lies."""
 
 import select
+import socket
 import threading
 import time
 
@@ -267,3 +268,79 @@ def test_put_many_against_slow_lazy_server(make_conn, fake_server, total, size):
     assert 0 < seen["commands"] <= window
     assert 0 < seen["bytes"] <= budget
     assert srv.errors == []
+
+
+# -- waits longer than a wait slice (both cores wait in slices of WAIT_SLICE) ------------
+
+def test_read_deadline_longer_than_a_slice_holds_to_its_end(make_conn, fake_server):
+    # the slices (1 s) neither cut the deadline short nor stretch it
+    srv = fake_server(scripted(b"", "stall"))
+    c = make_conn(srv.port, socket_timeout=1.6)
+    start = time.monotonic()
+    with pytest.raises(SocketError, match="timed out"):
+        c.put("x")
+    waited = time.monotonic() - start
+    assert 1.5 <= waited < 8, waited
+    assert_broken(c)
+
+
+def test_send_blocked_longer_than_a_slice_completes(make_conn, fake_server):
+    # the server reads nothing for 1.5 s: the put's send waits for buffer room
+    # over more than one slice, and every byte arrives once, in order
+    body = bytes(range(256)) * 16384            # 4 MiB: more than the socket buffers hold
+    got = {}
+
+    def handler(sock, srv):
+        time.sleep(1.5)
+        data = bytearray()
+        while not data.endswith(b"\r\n") or len(data) < len(body) + 20:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return
+            data += chunk
+        got["data"] = bytes(data)
+        sock.sendall(b"INSERTED 7\r\n")
+        srv.stop.wait(10)
+
+    srv = fake_server(handler, rcvbuf=4096)
+    c = make_conn(srv.port, socket_timeout=5, encoding=None)
+    assert c.put(body) == 7
+    head = b"put 2147483648 0 120 %d\r\n" % len(body)
+    assert got["data"] == head + body + b"\r\n"
+
+
+@pytest.mark.parametrize("how", ["one buffer", "parts"])
+def test_sends_resume_after_a_slice_ran_out(how):
+    # _shared's senders keep their place when the socket's timeout (a wait
+    # slice) runs out and on_timeout lets the wait go on
+    from beanstalkc_fast import _shared
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    a.settimeout(0.05)
+    data = bytes(range(256)) * 4096                 # 1 MiB
+    slices = []
+
+    def on_timeout(began):
+        slices.append(began)
+        return 0.0
+
+    received = bytearray()
+
+    def reader():
+        time.sleep(0.3)
+        while len(received) < len(data):
+            received.extend(b.recv(1 << 16))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        if how == "parts":
+            _shared.send_parts(a, (data[:1000], data[1000:], b""), on_timeout)
+        else:
+            _shared._send_all(a, data, on_timeout)
+    finally:
+        t.join(10)
+        a.close()
+        b.close()
+    assert bytes(received) == data
+    assert slices and slices[0] is None                  # the first slice: the wait's start unknown

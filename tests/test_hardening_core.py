@@ -123,9 +123,6 @@ def test_signal_handled_by_another_thread_interrupts_a_forever_wait(core, conn):
     # The signal lands on a helper thread, so the main thread's receive is not
     # interrupted (EINTR): the same as a Ctrl-C arriving just before the
     # receive began. The wait must still notice it within a slice.
-    if core.__name__.endswith("_pyprotocol"):
-        pytest.skip("the twin waits inside the socket object's recv (not sliced)")
-
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
