@@ -57,10 +57,12 @@ VENV = ROOT / ".venv-bench" / ("%s-%d.%d-%s" % (
 SYNC_WORKLOADS = ("put", "resdel", "cycle", "put64k", "stats")
 BATCH_WORKLOADS = ("pput", "pres")
 # asyncio (beanstalkc_fast.asyncio, aiostalk): aput = sequential awaited put (aputuv: the same
-# on uvloop), agather = single puts issued concurrently GATHER at a time on one connection,
+# on uvloop), agather = single puts issued concurrently GATHER at a time on one connection
+# (agatheruv: on uvloop),
 # aput_many = put_many, ares_many = reserve_many + delete_many. Their C reference is the
 # pipelined C client (pput; ares_many: pres), the limit for an asyncio client.
-ASYNC_WORKLOADS = ("aput", "aputuv", "agather", "aput_many", "ares_many")
+ASYNC_WORKLOADS = ("aput", "aputuv", "agather", "agatheruv", "aput_many", "ares_many")
+UVLOOP_WORKLOADS = ("aputuv", "agatheruv")
 ASYNC_BATCH_WORKLOADS = ("aput_many", "ares_many")
 WORKLOADS = list(SYNC_WORKLOADS + BATCH_WORKLOADS + ASYNC_WORKLOADS)
 PUT_WORKLOADS = ("put", "put64k", "pput")
@@ -69,11 +71,13 @@ C_WORKLOADS = {"put": ("put", 100), "resdel": ("resdel", 100), "cycle": ("cycle"
                "put64k": ("put", 65536), "stats": ("stats", 100),
                "pput": ("pput", 100), "pres": ("pres", 100),
                "aput": ("pput", 100), "aputuv": ("pput", 100), "agather": ("pput", 100),
+               "agatheruv": ("pput", 100),
                "aput_many": ("pput", 100), "ares_many": ("pres", 100)}
 # ops per calibration probe; --quick measures once with these sizes, uncalibrated
 PROBE_N = {"put": 500, "resdel": 500, "cycle": 300, "put64k": 200, "stats": 500,
            "pput": 5000, "pres": 5000,
-           "aput": 500, "aputuv": 500, "agather": 5000, "aput_many": 5000, "ares_many": 5000}
+           "aput": 500, "aputuv": 500, "agather": 5000, "agatheruv": 5000,
+           "aput_many": 5000, "ares_many": 5000}
 GATHER = 1000                # agather: puts in flight per asyncio.gather
 MIN_N = 200
 BATCH = 512                  # pipelining window and batch size (C: -W/-B)
@@ -400,6 +404,7 @@ ARUNNERS: Dict[str, Callable[[str, Any, int, bytes], Awaitable[_Timer]]] = {
     "aput": lambda impl, c, n, body: _arun_put(impl, c, n, body, "seq"),
     "aputuv": lambda impl, c, n, body: _arun_put(impl, c, n, body, "seq"),
     "agather": lambda impl, c, n, body: _arun_put(impl, c, n, body, "gather"),
+    "agatheruv": lambda impl, c, n, body: _arun_put(impl, c, n, body, "gather"),
     "aput_many": lambda impl, c, n, body: _arun_put(impl, c, n, body, "many"),
     "ares_many": _arun_res_many,
 }
@@ -420,7 +425,7 @@ def worker(impl: str, port: int, workload: str, n: int) -> None:
     """Run one measurement of n ops; print one JSON line."""
     tube = "bench-%s-%s-%s" % (workload, impl, uuid.uuid4().hex[:10])
     if workload in ASYNC_WORKLOADS:
-        if workload == "aputuv":
+        if workload in UVLOOP_WORKLOADS:
             import uvloop
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         atimer = asyncio.run(_aworker(impl, port, workload, n, tube))
@@ -691,10 +696,12 @@ def table(cells: Cells, workloads: List[str], clients: List[str]) -> str:
 
 ASYNC_LEGEND = (
     "asyncio (beanstalkc_fast.asyncio; aiostalk): aput = sequential awaited put, aputuv = aput on "
-    "uvloop, agather = single puts issued concurrently %d at a time on one connection, aput_many = "
+    "uvloop, agather = single puts issued concurrently %d at a time on one connection (agatheruv: "
+    "on uvloop), aput_many = "
     "put_many, ares_many = reserve_many(%d, timeout=0) + delete_many. \"ratio to C\" is to the C "
     "client's pipelined rate (pput; ares_many: pres); \"to aiostalk\" divides by aiostalk's "
-    "row of the same workload (aput, aputuv), else by its sequential put (aput); \"to sync "
+    "row of the same workload (aput, aputuv), else by its sequential put on the same loop (aput, "
+    "aputuv); \"to sync "
     "put\" divides by the same client's sync put (aiostalk: greenstalk's), when put ran too."
     % (GATHER, BATCH))
 
@@ -715,7 +722,8 @@ def atable(cells: Cells, skipped: Dict[Tuple[str, str], str], workloads: List[st
             "| to aiostalk | to sync put |"),
            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for w in workloads:
-        peer = cells.get((w, "aiostalk")) or cells.get(("aput", "aiostalk"))
+        peer = cells.get((w, "aiostalk")) or cells.get(
+            ("aputuv" if w in UVLOOP_WORKLOADS else "aput", "aiostalk"))
         for cl in clients + [c for c in PEERS if c not in clients and _optional(c)]:
             cell = cells.get((w, cl))
             if cell is None:

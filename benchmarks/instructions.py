@@ -15,7 +15,7 @@ are done by this driver outside valgrind. Workloads: put (100 B body), resdel
 (reserve(timeout=0) + Job + job.delete()), put64k (64 KiB body), stats (parsed dict),
 pput (put_many, per job) and pres (reserve_many(512, timeout=0) + delete_many, per job);
 asyncio (not run by default, --workloads aput,...): aput (awaited put), aputuv (on uvloop),
-agather (puts gathered 1,000 at a time), aput_many (put_many), ares_many
+agather (puts gathered 1,000 at a time; agatheruv on uvloop), aput_many (put_many), ares_many
 (reserve_many(512, timeout=0) + delete_many), bench.py's A1-A4 shapes.
 Starts its own beanstalkd on a free loopback port and stops it by PID.
 """
@@ -40,11 +40,13 @@ sys.path[:0] = [str(BENCH_DIR), str(ROOT)]   # bench.py, and the package in this
 import bench  # noqa: E402  (server start/stop and the core environment, shared with bench.py)
 
 WORKLOADS = ["put", "resdel", "put64k", "stats", "pput", "pres"]
-ASYNC_WORKLOADS = ["aput", "aputuv", "agather", "aput_many", "ares_many"]
+ASYNC_WORKLOADS = ["aput", "aputuv", "agather", "agatheruv", "aput_many", "ares_many"]
 BODY = {"put": 100, "resdel": 100, "put64k": 65536, "stats": 100, "pput": 100, "pres": 100,
-        "aput": 100, "aputuv": 100, "agather": 100, "aput_many": 100, "ares_many": 100}
+        "aput": 100, "aputuv": 100, "agather": 100, "agatheruv": 100, "aput_many": 100,
+        "ares_many": 100}
 PREFILLED = ("resdel", "pres", "ares_many")   # 4N jobs put by the driver, all taken by the client
-PUTTING = ("put", "put64k", "pput", "aput", "aputuv", "agather", "aput_many")  # leave 4N jobs
+PUTTING = ("put", "put64k", "pput", "aput", "aputuv", "agather", "agatheruv",
+           "aput_many")  # leave 4N jobs
 # fewer of the costly operations: 4N 64 KiB jobs sit in the server at once, and
 # parsing stats in pure Python is slow under callgrind
 SCALE = {"put64k": 10, "stats": 4}
@@ -90,7 +92,7 @@ async def _aop(c: Any, workload: str, n: int, body: bytes) -> None:
     if workload in ("aput", "aputuv"):
         for _ in range(n):
             await c.put(body)
-    elif workload == "agather":
+    elif workload in ("agather", "agatheruv"):
         for k in range(0, n, 1000):
             await asyncio.gather(*[c.put(body) for _ in range(min(1000, n - k))])
     elif workload == "aput_many":
@@ -128,7 +130,7 @@ def client(plan: List[Tuple[str, int, str]], port: int) -> None:
     for workload, n, tube in plan:
         if workload in ASYNC_WORKLOADS:     # a connection of its own, in an event loop
             loop: asyncio.AbstractEventLoop
-            if workload == "aputuv":
+            if workload in ("aputuv", "agatheruv"):
                 import site
                 site.main()                 # run with -S: uvloop is in site-packages
                 import uvloop
