@@ -7,8 +7,10 @@ pipelining.
 
 Calls made concurrently on one connection are written as they are issued,
 without waiting for earlier replies; replies are matched to callers in order.
-A call is written when it is made, when the connection is up and has room
-(otherwise when it is awaited), and awaiting it gives the result: a
+A call is written when it is made: at once when there is room, else in its
+turn as replies make room (a call on a broken connection, and a reserve or
+any call under ``auto_reconnect`` that finds no room, waits until it is
+awaited); awaiting it gives the result: a
 ``put`` never awaited still sends the put (on an idle connection Python
 may warn that it was never awaited). What a call returns works as a
 coroutine (``await``, ``gather``, ``create_task``, ``TaskGroup``,
