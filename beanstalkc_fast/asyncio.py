@@ -538,24 +538,26 @@ class Connection(Commands, YamlOption):
         waiters = self._waiters
         pending = self._pending
         out: List[bytes] = []
+        count, nbytes = self._count, self._bytes     # _has_room's test, inline
         while waiters:
             waiter = waiters[0]
             fut, size = waiter[0], waiter[1]
             if fut.done():                     # cancelled: nothing is sent
                 waiters.popleft()
                 continue
-            if not self._has_room(size):
+            if count >= BATCH_WINDOW or (count and nbytes + size > BATCH_BYTES):
                 break
             waiters.popleft()
-            self._count += 1
-            self._bytes += size
+            count += 1
+            nbytes += size
             if len(waiter) == 2:
-                fut.set_result(True)
+                fut.set_result(True)           # its callback runs later: counted below
                 continue
             if not pending:
                 self._progress = self._loop.time()
             pending.append((fut, waiter[2], waiter[3], size))
             out.append(waiter[4])
+        self._count, self._bytes = count, nbytes
         if out:
             self._write(out[0] if len(out) == 1 else b"".join(out), True)
 
