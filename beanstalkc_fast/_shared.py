@@ -168,6 +168,14 @@ def slice_ran_out(exc: OSError) -> bool:
     return isinstance(exc, TimeoutError) and exc.errno is None
 
 
+def _next_slice(exc: OSError, on_timeout: OnTimeout, began: Optional[float]) -> float:
+    """A send failed with ``exc``: re-raise it unless it is a wait slice
+    running out and ``on_timeout`` lets the wait go on; when the wait began."""
+    if on_timeout is None or not slice_ran_out(exc):
+        raise exc
+    return on_timeout(began)
+
+
 def _send_all(sock: Any, data: bytes, on_timeout: OnTimeout = None) -> None:
     """Send all of ``data`` through the socket object; its timeout bounds each
     wait for buffer room, not the whole transfer (as SO_SNDTIMEO does), or
@@ -179,9 +187,7 @@ def _send_all(sock: Any, data: bytes, on_timeout: OnTimeout = None) -> None:
         try:
             view = view[sock.send(view, flags):]
         except OSError as exc:
-            if on_timeout is None or not slice_ran_out(exc):
-                raise
-            began = on_timeout(began)
+            began = _next_slice(exc, on_timeout, began)
             continue
         began = None
 
@@ -214,9 +220,7 @@ def send_parts(sock: Any, parts: Tuple[Any, ...], on_timeout: OnTimeout = None) 
         try:
             n = sock.sendmsg(views[first:], (), flags)
         except OSError as exc:
-            if on_timeout is None or not slice_ran_out(exc):
-                raise
-            began = on_timeout(began)
+            began = _next_slice(exc, on_timeout, began)
             continue
         began = None
         while first < len(views) and n >= len(views[first]):
