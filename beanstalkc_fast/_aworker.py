@@ -33,7 +33,7 @@ from .commands import DEFAULT_TUBE_NAME
 from .errors import CommandFailed, SocketError
 from .job import Job
 from .worker import (ABANDONED, COUNTERS, Bury, Counters, Heartbeat, Ledger, Outcome, Release,
-                     Results, RetryPolicy, Steps, _SlotBase, check_settings)
+                     Results, RetryPolicy, Steps, _Settings, _SlotBase)
 
 __all__ = ["Worker", "Release", "Bury", "Outcome", "RetryPolicy", "COUNTERS"]
 
@@ -165,7 +165,7 @@ class _TaskSlot(_SlotBase):
             log.warning("worker %d: heartbeat failed: %s", self.row, exc)
 
 
-class Worker:
+class Worker(_Settings):
     """Consume jobs from ``tubes`` with an async ``handler``, in
     ``concurrency`` tasks, each with its own asyncio connection (made with
     ``host``, ``port`` and ``connection_options``: any option of
@@ -195,21 +195,9 @@ class Worker:
                  on_start: Optional[Callable[[Job], Any]] = None,
                  on_outcome: Optional[Callable[[Job, Outcome], Any]] = None,
                  heartbeat_margin: float = 5.0, **connection_options: Any) -> None:
-        self.tubes = check_settings(handler, tubes, concurrency, batch, reserve_timeout, grace,
-                                    retry, Connection, (host, port), connection_options)
-        self.handler = handler
-        self.host = host
-        self.port = port
-        self.connection_options = connection_options
-        self.concurrency = concurrency
-        self.batch = batch
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.grace = float(grace)
-        self.reserve_timeout = reserve_timeout
-        self.install_signals = install_signals
-        self.on_start = on_start
-        self.on_outcome = on_outcome
-        self.heartbeat_margin = heartbeat_margin
+        self._configure(handler, tubes, host, port, concurrency, batch, retry, grace,
+                        reserve_timeout, install_signals, on_start, on_outcome, heartbeat_margin,
+                        Connection, connection_options)
         self.stopping = False
         self._hurry = False
         self._started = False

@@ -402,6 +402,34 @@ def check_settings(handler: Any, tubes: Iterable[str], concurrency: Any, batch: 
     return names
 
 
+class _Settings:
+    """What every Worker front end keeps of its settings (see check_settings)."""
+
+    def _configure(self, handler: Handler, tubes: Iterable[str], host: str, port: int,
+                   concurrency: int, batch: Optional[int], retry: Optional[RetryPolicy],
+                   grace: float, reserve_timeout: int, install_signals: bool,
+                   on_start: Optional[Callable[[Job], Any]],
+                   on_outcome: Optional[Callable[[Job, Outcome], Any]],
+                   heartbeat_margin: float, connection_class: Any,
+                   connection_options: Dict[str, Any]) -> None:
+        """Check the settings (nothing kept when one is bad) and keep them."""
+        self.tubes = check_settings(handler, tubes, concurrency, batch, reserve_timeout, grace,
+                                    retry, connection_class, (host, port), connection_options)
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.connection_options = connection_options
+        self.concurrency = concurrency
+        self.batch = batch
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.grace = float(grace)
+        self.reserve_timeout = reserve_timeout
+        self.install_signals = install_signals
+        self.on_start = on_start
+        self.on_outcome = on_outcome
+        self.heartbeat_margin = heartbeat_margin
+
+
 _T = TypeVar("_T")
 
 Request = Tuple[Callable[..., Any], Tuple[Any, ...]]
@@ -1008,7 +1036,7 @@ class _Slot(_SlotBase):
             self.lock.release()
 
 
-class Worker:
+class Worker(_Settings):
     """Consume jobs from ``tubes`` with ``handler``.
 
     ``handler(job)`` (or, with ``batch=n``, ``handler(jobs)`` for up to n jobs
@@ -1047,23 +1075,10 @@ class Worker:
                  **connection_options: Any) -> None:
         if mode not in ("thread", "process"):
             raise ValueError("mode must be 'thread' or 'process', got %r" % (mode,))
-        names = check_settings(handler, tubes, concurrency, batch, reserve_timeout, grace, retry,
-                               Connection, (host, port), connection_options)
-        self.handler = handler
-        self.tubes = names
-        self.host = host
-        self.port = port
-        self.connection_options = connection_options
-        self.concurrency = concurrency
+        self._configure(handler, tubes, host, port, concurrency, batch, retry, grace,
+                        reserve_timeout, install_signals, on_start, on_outcome, heartbeat_margin,
+                        Connection, connection_options)
         self.mode = mode
-        self.batch = batch
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.grace = float(grace)
-        self.reserve_timeout = reserve_timeout
-        self.install_signals = install_signals
-        self.on_start = on_start
-        self.on_outcome = on_outcome
-        self.heartbeat_margin = heartbeat_margin
         self.mp_context = mp_context
         self._init_runtime()
 
