@@ -468,6 +468,8 @@ class _Abandoned:
 ABANDONED = _Abandoned()        # what a slot's _call returns for a handler given up on
 
 Results = Union[None, List[object], _Abandoned]
+"""What a slot's ``_call`` returns: None (every job done), one result per job
+(a return value or the exception raised), or ABANDONED."""
 
 
 class _SlotBase:
