@@ -3,8 +3,10 @@ behaviour with an async handler and N tasks, on the asyncio client.
 
 Only the IO lives here; what to do with a job (``outcome_of``,
 ``batch_results``, ``RetryPolicy``), when to touch (``Heartbeat``), reconnect
-delays (``Backoff``), no job run twice (``Ledger``), counting and recording
-(``_SlotBase``) come from ``beanstalkc_fast.worker``.
+delays (``Backoff``), no job run twice (``Ledger``), counting and recording,
+and the steps of consuming themselves (``_SlotBase``: connect, reserve,
+handle, settle, touch, written once as generators that yield their IO) come
+from ``beanstalkc_fast.worker``; ``_drive`` awaits that IO.
 
 Every task has a connection of its own and never has a reserve outstanding
 while its handler runs: the asyncio connection answers in order, so a touch
@@ -24,21 +26,20 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
 from .asyncio import DEFAULT_HOST, DEFAULT_PORT, Connection
-from .asyncio import Job as AsyncJob
 from .commands import DEFAULT_TUBE_NAME
-from .errors import CommandFailed, DeadlineSoon, NotFound, SocketError
+from .errors import CommandFailed, SocketError
 from .job import Job
-from .worker import (COUNTERS, DELETE, DELETED, FAILED, LOST, RECONNECTS, RELEASED, RESERVED,
-                     RUNNING, Backoff, Bury, Counters, Heartbeat, Ledger, Outcome, Release,
-                     RetryPolicy, _hook, _Running, _SlotBase, batch_results, check_settings,
-                     outcome_of)
+from .worker import (ABANDONED, COUNTERS, Bury, Counters, Heartbeat, Ledger, Outcome, Release,
+                     Results, RetryPolicy, Steps, _Settings, _SlotBase)
 
 __all__ = ["Worker", "Release", "Bury", "Outcome", "RetryPolicy", "COUNTERS"]
 
 log = logging.getLogger("beanstalkc_fast.worker")
+
+_T = TypeVar("_T")
 
 AsyncHandler = Callable[[Any], Any]
 
@@ -50,26 +51,41 @@ def _uncancel() -> None:
         task.uncancel()
 
 
+async def _drive(steps: Steps[_T]) -> _T:
+    """Run ``steps`` (see ``beanstalkc_fast.worker.drive``), awaiting every
+    request: its result is sent back, its exception (a cancellation too)
+    thrown in where it was asked for."""
+    send, throw = steps.send, steps.throw
+    try:
+        function, args = send(None)
+        while True:
+            try:
+                result = await function(*args)
+            except BaseException as exc:
+                function, args = throw(exc)
+            else:
+                function, args = send(result)
+    except StopIteration as stop:
+        value: _T = stop.value
+        return value
+
+
 class _TaskSlot(_SlotBase):
-    """One consumer task with its own connection (see the module docstring)."""
+    """One consumer task with its own connection (see the module docstring),
+    driving the steps with ``_drive``."""
+
+    _INTERRUPTS = (asyncio.CancelledError,)     # interrupt() cancels a waiting reserve
 
     def __init__(self, worker: "Worker", row: int) -> None:
         super().__init__(worker, row)
         self.conn: Optional[Connection] = None
-        self.broken = False
-        self.waiting = False                    # in reserve
-        self.interrupted = False                # its reserve was cancelled at stop
-        self.abandoned = False                  # cancelled past the grace period
-        self.connecting = False                 # in _connect
-        self.held: Optional[Tuple[List[AsyncJob], float]] = None
-        self.heartbeat: Optional[Heartbeat] = None
         self.beating: Optional["asyncio.Task[None]"] = None
         self.task: Optional["asyncio.Task[None]"] = None
 
     # -- the task ----------------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            await self._loop()
+            await _drive(self._loop())
         except asyncio.CancelledError:
             if not self.abandoned:
                 raise
@@ -80,272 +96,39 @@ class _TaskSlot(_SlotBase):
             if self.conn is not None:
                 await self.conn.close()     # the server releases anything still reserved
 
-    async def _loop(self) -> None:
+    async def _open(self) -> Connection:
         w = self.worker
-        backoff = Backoff()
-        while not w.stopping:
-            try:
-                if self.conn is None or self.broken:
-                    self.connecting = True
-                    try:
-                        await self._connect()
-                    finally:
-                        self.connecting = False
-                jobs = await self._reserve()
-                backoff.reset()
-                if jobs:
-                    await self._handle(jobs)
-                    if self.abandoned:
-                        return
-            except SocketError as exc:
-                self.broken = True
-                if w.stopping:
-                    log.debug("worker %d: %s while stopping", self.row, exc)
-                    return
-                delay = backoff.next()
-                log.warning("worker %d: %s; reconnecting in %.1f s", self.row, exc, delay)
-                await w._sleep(delay)
-            except Exception:
-                self.broken = True
-                delay = backoff.next()
-                log.exception("worker %d: unexpected error; reconnecting in %.1f s",
-                              self.row, delay)
-                await w._sleep(delay)
+        conn = Connection(w.host, w.port, parse_yaml=True, **w.connection_options)
+        await conn.connect()
+        return conn
 
-    async def _connect(self) -> None:
-        w = self.worker
-        if self.conn is None:
-            conn = Connection(w.host, w.port, parse_yaml=True, **w.connection_options)
-            await conn.connect()
-            try:
-                for tube in w.tubes:
-                    await conn.watch(tube)
-                if DEFAULT_TUBE_NAME not in w.tubes:
-                    await conn.ignore(DEFAULT_TUBE_NAME)
-            except BaseException:
-                await conn.close()
-                raise
-            self.conn = conn
-        else:
-            await self.conn.reconnect()             # restores the watch list
-            self.count(RECONNECTS)
-            log.info("worker %d: reconnected", self.row)
-        self.broken = False
-        stats = await self.conn.stats()
-        binlog = int(stats.get("binlog-current-index", 0) or 0) > 0
-        if w.ledger.server(stats.get("id"), binlog):
-            log.warning("worker %d: the server restarted without a binlog: the jobs held "
-                        "before are gone", self.row)
-        for jid in w.ledger.pending_deletes():
-            try:
-                await self.conn.delete(jid)
-            except NotFound:
-                continue                            # reserved elsewhere, or gone
-            w.ledger.end(jid)
-            log.info("worker %d: job %d deleted after reconnecting", self.row, jid)
+    async def _sleep(self, seconds: float) -> None:
+        await self.worker._sleep(seconds)
 
-    async def _reserve(self) -> List[AsyncJob]:
-        w = self.worker
-        conn = self.conn
-        assert conn is not None
-        self.waiting = True
-        try:
-            if w.batch is not None:
-                return await conn.reserve_many(w.batch, w.reserve_timeout)
-            job = await conn.reserve(w.reserve_timeout)
-        except DeadlineSoon:
-            # only when this connection still holds a job it could not settle
-            log.debug("worker %d: DEADLINE_SOON", self.row)
-            await w._sleep(0.1)
-            return []
-        except asyncio.CancelledError:
-            if not self.interrupted:
-                raise
-            _uncancel()                             # stop: the client releases a late job
-            return []
-        finally:
-            self.waiting = False
-        return [job] if job is not None else []
+    def _resume(self) -> None:
+        _uncancel()
 
-    async def _handle(self, jobs: List[AsyncJob]) -> None:
+    async def _call(self, jobs: List[Job]) -> Results:
+        """Run the handler (awaiting what it returns); cancelled past the
+        grace period, release its jobs."""
         w = self.worker
-        self.count(RESERVED, len(jobs))
-        if w.stopping:                              # stop: take no new job
-            await self._release(jobs)
-            return
-        if len(jobs) == 1:
-            state = w.ledger.begin(jobs[0].jid)
-            if state is not None:
-                await self._known(jobs[0], state)
-                return
-        else:
-            jobs = await self._admit(jobs)
-            if not jobs:
-                return
-        if w.on_start is not None:
-            for job in jobs:
-                _hook(w.on_start, job)
-        results: Optional[List[object]] = None      # None: every job done
         self.held = (jobs, time.monotonic())
         try:
-            if w.batch is None:
-                result = w.handler(jobs[0])
-                if inspect.isawaitable(result):
-                    result = await result
-                if isinstance(result, (Release, Bury)):
-                    results = [result]
-            else:
-                result = w.handler(jobs)
-                if inspect.isawaitable(result):
-                    result = await result
-                if result is not None:
-                    results = batch_results(result, len(jobs))
+            result = w.handler(jobs[0] if w.batch is None else jobs)
+            if inspect.isawaitable(result):
+                result = await result
+            results = None if result is None else self._results(result, len(jobs))
         except asyncio.CancelledError:
             self.held = None
             if not self.abandoned:
                 raise
             _uncancel()
-            await self._give_up(jobs)
-            return
+            await _drive(self._give_up(jobs, w.grace))
+            return ABANDONED
         except Exception as exc:
             results = [exc] * len(jobs)
         self.held = None
-        await self._settle(jobs, results)
-
-    async def _give_up(self, jobs: List[AsyncJob]) -> None:
-        """Past the grace period: release the jobs of the cancelled handler."""
-        log.error("worker %d: handler still running at the end of the grace period "
-                  "(%.1f s); releasing job(s) %s", self.row, self.worker.grace,
-                  ", ".join(str(job.jid) for job in jobs))
-        try:
-            if not self.broken:
-                await self._release(jobs)
-        except (SocketError, CommandFailed) as exc:
-            log.warning("worker %d: could not release: %s", self.row, exc)
-
-    async def _admit(self, jobs: List[AsyncJob]) -> List[AsyncJob]:
-        """The jobs of a batch to run; settles those the ledger knows."""
-        states = self.worker.ledger.begin_many([job.jid for job in jobs])
-        if not any(states):
-            return jobs
-        fresh = []
-        for job, state in zip(jobs, states):
-            if state is None:
-                fresh.append(job)
-            else:
-                await self._known(job, state)
-        return fresh
-
-    async def _known(self, job: AsyncJob, state: Union[_Running, Outcome]) -> None:
-        """Settle a job the ledger knows: running here already (put it back
-        for a second), or run already (apply its outcome)."""
-        if state is RUNNING:
-            log.info("worker %d: job %d is already running here; released for 1 s",
-                     self.row, job.jid)
-            await self._release([job], delay=1)
-        else:
-            assert isinstance(state, Outcome)
-            log.info("worker %d: job %d already ran; applying its outcome (%s)",
-                     self.row, job.jid, state.action)
-            await self._apply([job], [state])
-
-    async def _release(self, jobs: List[AsyncJob], delay: int = 0) -> None:
-        """Release jobs not run (or not finished), with their own priority."""
-        for job in jobs:
-            try:
-                await job.release(delay=delay)
-            except CommandFailed as exc:
-                log.warning("worker %d: could not release job %d: %s", self.row, job.jid, exc)
-                continue
-            self.count(RELEASED)
-
-    async def _settle(self, jobs: List[AsyncJob], results: Optional[List[object]]) -> None:
-        """Decide and apply the outcome of every job from its handler result
-        (None: every job done)."""
-        w = self.worker
-        conn = self.conn
-        assert conn is not None
-        if results is None:
-            if all(job.reserved for job in jobs):
-                await self._delete(jobs)            # the common case
-                return
-            results = [None] * len(jobs)
-        outcomes: List[Outcome] = []
-        try:
-            for job, result in zip(jobs, results):
-                outcome = outcome_of(result)
-                if outcome is None:                     # a failure: the policy decides
-                    self.count(FAILED)
-                    assert isinstance(result, BaseException)
-                    try:
-                        stats: Optional[Dict[str, Any]] = await conn._stats_job_dict(job.jid)
-                    except NotFound:
-                        stats = None
-                    outcome = self._failure(job, stats, result)
-                outcomes.append(outcome)
-        except SocketError:
-            for job, outcome in zip(jobs, outcomes):
-                w.ledger.unconfirmed(job.jid, outcome)
-            w.ledger.end_many(job.jid for job in jobs[len(outcomes):])
-            raise
-        await self._apply(jobs, outcomes)
-
-    async def _delete(self, jobs: List[AsyncJob]) -> None:
-        """Every job done: delete them, count them."""
-        w = self.worker
-        conn = self.conn
-        assert conn is not None
-        if len(jobs) == 1:
-            job = jobs[0]
-            try:
-                await conn.delete(job.jid)
-            except NotFound as exc:
-                self._record(jobs, [DELETED], [exc])  # type: ignore[arg-type]
-                return
-            except SocketError:
-                w.ledger.unconfirmed(job.jid, DELETED)
-                raise
-            job.reserved = False
-            self._done(job, DELETED)
-            return
-        try:
-            replies = await conn.delete_many(jobs, raise_errors=False)
-        except SocketError as exc:
-            confirmed = getattr(exc, "results", [])
-            self._record(jobs, [DELETED] * len(confirmed), confirmed)  # type: ignore[arg-type]
-            for job in jobs[len(confirmed):]:
-                w.ledger.unconfirmed(job.jid, DELETED)
-            raise
-        self._record(jobs, [DELETED] * len(jobs), replies)  # type: ignore[arg-type]
-
-    async def _apply(self, jobs: List[AsyncJob], outcomes: List[Outcome]) -> None:
-        """Send every outcome (pipelined); record what the server confirmed,
-        keep the rest in the ledger when the connection is lost."""
-        conn = self.conn
-        assert conn is not None
-        todo = self._to_send(jobs, outcomes)
-        if not todo:
-            return
-        try:
-            for i, (job, o) in enumerate(todo):
-                if o.action != DELETE and o.priority is None:   # keep the job's priority
-                    try:
-                        pri = int((await conn._stats_job_dict(job.jid))["pri"])
-                        todo[i] = (job, o._replace(priority=pri))
-                    except NotFound:
-                        todo[i] = (job, Outcome(LOST, error=o.error))
-        except SocketError:
-            self._unconfirmed(todo)
-            raise
-        todo = self._settle_lost(todo)
-        if not todo:
-            return
-        try:
-            replies = await self._queue(conn.pipeline(), todo).execute()
-        except SocketError as exc:
-            self._lost_midway(todo, exc)
-            raise
-        self._record([job for job, _ in todo], [o for _, o in todo], replies)
+        return results
 
     # -- the supervisor's side ----------------------------------------------------------------
     def interrupt(self) -> None:
@@ -367,57 +150,22 @@ class _TaskSlot(_SlotBase):
         held = self.held
         if held is None or self.broken:
             return
-        hb = self.heartbeat
-        if hb is None or hb.jobs is not held[0]:
-            hb = self.heartbeat = Heartbeat(held[0], held[1], margin=self.worker.heartbeat_margin)
+        hb = self._heartbeat(held)
         if now < hb.due or (self.beating is not None and not self.beating.done()):
             return
         self.beating = asyncio.ensure_future(self._beat(held, hb))
 
-    async def _beat(self, held: Tuple[List[AsyncJob], float], hb: Heartbeat) -> None:
-        conn = self.conn
+    async def _beat(self, held: Tuple[List[Job], float], hb: Heartbeat) -> None:
         try:
-            if self.held is not held or conn is None:
+            if self.held is not held or self.conn is None:
                 return
-            jobs = [job for job in held[0] if job.jid not in hb.gone]
-            if not jobs:
-                hb.stop()
-                return
-            if hb.ttr is None:
-                stats = []
-                for job in jobs:
-                    try:
-                        stats.append(await conn._stats_job_dict(job.jid))
-                    except NotFound:
-                        self._gone(hb, job)
-                if not stats:
-                    hb.stop()
-                    return
-                hb.learned(time.monotonic(), min(int(s["ttr"]) for s in stats),
-                           min(int(s["time-left"]) for s in stats))
-                if hb.due > time.monotonic() or self.held is not held:
-                    return
-            pipe = conn.pipeline()
-            for job in jobs:
-                pipe.touch(job.jid)
-            for job, reply in zip(jobs, await pipe.execute()):
-                if isinstance(reply, NotFound) and self.held is held:
-                    self._gone(hb, job)
-                elif isinstance(reply, BaseException):
-                    raise reply
-            hb.touched(time.monotonic())
-            log.debug("worker %d: touched %d job(s)", self.row, len(jobs))
+            await _drive(self._touch(held, hb))
         except (SocketError, CommandFailed) as exc:
             hb.stop()
             log.warning("worker %d: heartbeat failed: %s", self.row, exc)
 
-    def _gone(self, hb: Heartbeat, job: Job) -> None:
-        hb.gone.add(job.jid)
-        log.warning("worker %d: job %d of the running handler is no longer reserved by this "
-                    "worker (its TTR ran out?)", self.row, job.jid)
 
-
-class Worker:
+class Worker(_Settings):
     """Consume jobs from ``tubes`` with an async ``handler``, in
     ``concurrency`` tasks, each with its own asyncio connection (made with
     ``host``, ``port`` and ``connection_options``: any option of
@@ -447,21 +195,9 @@ class Worker:
                  on_start: Optional[Callable[[Job], Any]] = None,
                  on_outcome: Optional[Callable[[Job, Outcome], Any]] = None,
                  heartbeat_margin: float = 5.0, **connection_options: Any) -> None:
-        self.tubes = check_settings(handler, tubes, concurrency, batch, reserve_timeout, grace,
-                                    retry, Connection, (host, port), connection_options)
-        self.handler = handler
-        self.host = host
-        self.port = port
-        self.connection_options = connection_options
-        self.concurrency = concurrency
-        self.batch = batch
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.grace = float(grace)
-        self.reserve_timeout = reserve_timeout
-        self.install_signals = install_signals
-        self.on_start = on_start
-        self.on_outcome = on_outcome
-        self.heartbeat_margin = heartbeat_margin
+        self._configure(handler, tubes, host, port, concurrency, batch, retry, grace,
+                        reserve_timeout, install_signals, on_start, on_outcome, heartbeat_margin,
+                        Connection, connection_options)
         self.stopping = False
         self._hurry = False
         self._started = False

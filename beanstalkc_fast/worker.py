@@ -14,7 +14,10 @@ The policy parts do no IO and are shared with any other front end (asyncio):
 ``outcome_of``/``batch_results`` (what a handler's result asks for),
 ``RetryPolicy`` (release delay or bury), ``Heartbeat`` (when to touch),
 ``Backoff`` (reconnect delays), ``Ledger`` (no job run twice across
-reconnects), ``Counters``.
+reconnects), ``Counters``. So are the steps of a slot (``_SlotBase``:
+connect, reserve, handle, settle, touch): generators that yield the IO they
+need, which the sync slot performs with plain calls (``drive``) and the
+asyncio slot awaits.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
-                    Set, Tuple, Union)
+from typing import (Any, Callable, Dict, Generator, Iterable, List, Mapping, NamedTuple, Optional,
+                    Sequence, Set, Tuple, Type, TypeVar, Union)
 
 from ._impl import core as _core
 from .connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TUBE_NAME, Connection
@@ -399,20 +402,439 @@ def check_settings(handler: Any, tubes: Iterable[str], concurrency: Any, batch: 
     return names
 
 
+class _Settings:
+    """What every Worker front end keeps of its settings (see check_settings)."""
+
+    def _configure(self, handler: Handler, tubes: Iterable[str], host: str, port: int,
+                   concurrency: int, batch: Optional[int], retry: Optional[RetryPolicy],
+                   grace: float, reserve_timeout: int, install_signals: bool,
+                   on_start: Optional[Callable[[Job], Any]],
+                   on_outcome: Optional[Callable[[Job, Outcome], Any]],
+                   heartbeat_margin: float, connection_class: Any,
+                   connection_options: Dict[str, Any]) -> None:
+        """Check the settings (nothing kept when one is bad) and keep them."""
+        self.tubes = check_settings(handler, tubes, concurrency, batch, reserve_timeout, grace,
+                                    retry, connection_class, (host, port), connection_options)
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.connection_options = connection_options
+        self.concurrency = concurrency
+        self.batch = batch
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.grace = float(grace)
+        self.reserve_timeout = reserve_timeout
+        self.install_signals = install_signals
+        self.on_start = on_start
+        self.on_outcome = on_outcome
+        self.heartbeat_margin = heartbeat_margin
+
+
+_T = TypeVar("_T")
+
+Request = Tuple[Callable[..., Any], Tuple[Any, ...]]
+"""One piece of IO a slot's steps ask for: ``function(*args)``, called by the
+sync slot, called and awaited by the asyncio slot."""
+
+Steps = Generator[Request, Any, _T]
+"""A slot's decision logic, written once for every front end: it yields the IO
+it needs (a Request), is sent the result or has the exception thrown in at the
+yield, and returns its value (see ``drive``)."""
+
+
+def drive(steps: Steps[_T]) -> _T:
+    """Run ``steps`` with plain calls (the sync front end): every request's
+    result is sent back, its exception thrown in where it was asked for."""
+    send, throw = steps.send, steps.throw
+    try:
+        function, args = send(None)
+        while True:
+            try:
+                result = function(*args)
+            except BaseException as exc:
+                function, args = throw(exc)
+            else:
+                function, args = send(result)
+    except StopIteration as stop:
+        value: _T = stop.value
+        return value
+
+
+class _Abandoned:
+    def __repr__(self) -> str:
+        return "ABANDONED"
+
+
+ABANDONED = _Abandoned()        # what a slot's _call returns for a handler given up on
+
+Results = Union[None, List[object], _Abandoned]
+"""What a slot's ``_call`` returns: None (every job done), one result per job
+(a return value or the exception raised), or ABANDONED."""
+
+
 class _SlotBase:
-    """What every front end's slot shares (no IO): counting, and recording
-    the outcome of a job once settled. ``worker`` has ``ledger``, ``retry``,
-    ``on_outcome`` and ``_counters``."""
+    """What every front end's slot shares: counting and recording (no IO), and
+    the steps of consuming (connect, reserve, handle, settle, heartbeat) as
+    ``Steps`` that yield the IO they need. ``worker`` has the Worker's settings,
+    ``ledger``, ``stopping`` and ``_counters``.
+
+    A front end drives the steps (``drive``, or an awaiting twin) and gives
+    ``conn`` (a connection with the classic API, plain or awaitable) and the IO
+    the two do differently: ``_open``, ``_call``, ``_sleep`` (plain or
+    ``async``), ``_INTERRUPTS`` and ``_resume``."""
+
+    conn: Any
+
+    #: exceptions that end a reserve ``interrupt()`` cut short (thrown in at the reserve)
+    _INTERRUPTS: Tuple[Type[BaseException], ...] = ()
 
     def __init__(self, worker: Any, row: int) -> None:
         self.worker = worker
         self.row = row
         self.counts = worker._counters.array          # this slot's row of it
         self.base = row * len(COUNTERS)
+        self.conn = None
+        self.broken = False
+        self.waiting = False                    # in reserve
+        self.interrupted = False                # its reserve was ended at stop
+        self.abandoned = False                  # its handler was given up on past the grace
+        self.connecting = False                 # in _connect
+        self.held: Optional[Tuple[List[Job], float]] = None     # in the handler, since
+        self.heartbeat: Optional[Heartbeat] = None
 
     def count(self, counter: int, n: int = 1) -> None:
         self.counts[self.base + counter] += n
 
+    # -- the IO a front end does its own way ---------------------------------------------------
+    def _open(self) -> Any:
+        """A new connection, connected, with the worker's options."""
+        raise NotImplementedError
+
+    def _call(self, jobs: List[Job]) -> Any:
+        """Run the handler on ``jobs`` (``held`` meanwhile): their results (see
+        ``_results``), or ABANDONED (given up on past the grace period, its
+        jobs released: nothing to settle)."""
+        raise NotImplementedError
+
+    def _sleep(self, seconds: float) -> Any:
+        """Wait ``seconds``, or less when the worker stops meanwhile."""
+        raise NotImplementedError
+
+    def _resume(self) -> None:
+        """A reserve was ended by one of ``_INTERRUPTS``: the slot goes on."""
+
+    # -- the steps -----------------------------------------------------------------------------
+    def _loop(self) -> Steps[None]:
+        """Reserve and handle jobs until the worker stops; reconnect with backoff."""
+        w = self.worker
+        backoff = Backoff()
+        while not w.stopping:
+            try:
+                if self.conn is None or self.broken:
+                    self.connecting = True
+                    try:
+                        yield from self._connect()
+                    finally:
+                        self.connecting = False
+                jobs = yield from self._reserve()
+                backoff.reset()
+                if jobs:
+                    yield from self._handle(jobs)
+                    if self.abandoned:
+                        return
+            except SocketError as exc:
+                self.broken = True
+                if w.stopping:                      # e.g. interrupted at stop (see interrupt)
+                    log.debug("worker %d: %s while stopping", self.row, exc)
+                    return
+                delay = backoff.next()
+                log.warning("worker %d: %s; reconnecting in %.1f s", self.row, exc, delay)
+                yield self._sleep, (delay,)
+            except Exception:
+                self.broken = True
+                delay = backoff.next()
+                log.exception("worker %d: unexpected error; reconnecting in %.1f s",
+                              self.row, delay)
+                yield self._sleep, (delay,)
+
+    def _connect(self) -> Steps[None]:
+        """Connect (or reconnect: the watch list is restored), tell the ledger
+        which server it is, retry the deletes whose reply was lost."""
+        w = self.worker
+        if self.conn is None:
+            conn = yield self._open, ()
+            try:
+                for tube in w.tubes:
+                    yield conn.watch, (tube,)
+                if DEFAULT_TUBE_NAME not in w.tubes:
+                    yield conn.ignore, (DEFAULT_TUBE_NAME,)
+            except BaseException:
+                yield conn.close, ()
+                raise
+            self.conn = conn
+        else:
+            yield self.conn.reconnect, ()           # restores the watch list
+            self.count(RECONNECTS)
+            log.info("worker %d: reconnected", self.row)
+        self.broken = False
+        stats = yield self.conn.stats, ()
+        binlog = int(stats.get("binlog-current-index", 0) or 0) > 0
+        if w.ledger.server(stats.get("id"), binlog):
+            log.warning("worker %d: the server restarted without a binlog: the jobs held "
+                        "before are gone", self.row)
+        for jid in w.ledger.pending_deletes():
+            try:
+                yield self.conn.delete, (jid,)
+            except NotFound:
+                continue                            # reserved elsewhere, or gone
+            w.ledger.end(jid)
+            log.info("worker %d: job %d deleted after reconnecting", self.row, jid)
+
+    def _reserve(self) -> Steps[List[Job]]:
+        """The next job(s), or none (timed out, DEADLINE_SOON, interrupted at stop)."""
+        w = self.worker
+        conn = self.conn
+        self.waiting = True
+        try:
+            if w.batch is not None:
+                jobs: List[Job] = yield conn.reserve_many, (w.batch, w.reserve_timeout)
+                return jobs
+            job = yield conn.reserve, (w.reserve_timeout,)
+        except DeadlineSoon:
+            # only when this connection still holds a job it could not settle
+            log.debug("worker %d: DEADLINE_SOON", self.row)
+            yield self._sleep, (0.1,)
+            return []
+        except self._INTERRUPTS:
+            if not self.interrupted:
+                raise
+            self._resume()                          # stop: the client releases a late job
+            return []
+        finally:
+            self.waiting = False
+        return [job] if job is not None else []
+
+    def _handle(self, jobs: List[Job]) -> Steps[None]:
+        """Run the handler on jobs just reserved (unless stopping, or the
+        ledger knows them) and settle them."""
+        w = self.worker
+        self.counts[self.base + RESERVED] += len(jobs)
+        if w.stopping:                              # stop: take no new job
+            yield from self._release(jobs)
+            return
+        if len(jobs) == 1:
+            state = w.ledger.begin(jobs[0].jid)
+            if state is not None:
+                yield from self._known(jobs[0], state)
+                return
+        else:
+            jobs = yield from self._admit(jobs)
+            if not jobs:
+                return
+        if w.on_start is not None:
+            for job in jobs:
+                _hook(w.on_start, job)
+        results = yield self._call, (jobs,)         # see Results
+        if results is None and (jobs[0].reserved if len(jobs) == 1
+                                else all(job.reserved for job in jobs)):
+            yield from self._delete(jobs)           # the common case
+        elif results is not ABANDONED:
+            yield from self._settle(jobs, results)
+
+    def _results(self, result: object, n: int) -> Optional[List[object]]:
+        """The per-job results of the handler's return value ``result`` (not
+        None) for ``n`` jobs; None: every job done."""
+        if self.worker.batch is None:
+            return [result] if isinstance(result, (Release, Bury)) else None
+        return batch_results(result, n)
+
+    def _admit(self, jobs: List[Job]) -> Steps[List[Job]]:
+        """The jobs of a batch to run; settles those the ledger knows."""
+        states = self.worker.ledger.begin_many([job.jid for job in jobs])
+        if not any(states):
+            return jobs
+        fresh = []
+        for job, state in zip(jobs, states):
+            if state is None:
+                fresh.append(job)
+            else:
+                yield from self._known(job, state)
+        return fresh
+
+    def _known(self, job: Job, state: Union[_Running, Outcome]) -> Steps[None]:
+        """Settle a job the ledger knows (see Ledger): running here already
+        (put it back for a second), or run already (apply its outcome)."""
+        if state is RUNNING:
+            log.info("worker %d: job %d is already running here; released for 1 s",
+                     self.row, job.jid)
+            yield from self._release([job], delay=1)
+        else:
+            assert isinstance(state, Outcome)
+            log.info("worker %d: job %d already ran; applying its outcome (%s)",
+                     self.row, job.jid, state.action)
+            yield from self._apply([job], [state])
+
+    def _release(self, jobs: Sequence[Job], delay: int = 0) -> Steps[None]:
+        """Release jobs not run (or not finished), with their own priority."""
+        for job in jobs:
+            try:
+                yield job.release, (None, delay)
+            except CommandFailed as exc:
+                log.warning("worker %d: could not release job %d: %s", self.row, job.jid, exc)
+                continue
+            self.count(RELEASED)
+
+    def _give_up(self, jobs: Sequence[Job], grace: float) -> Steps[None]:
+        """Past the grace period: release the jobs of a handler still running."""
+        log.error("worker %d: handler still running at the end of the grace period "
+                  "(%.1f s); releasing job(s) %s", self.row, grace,
+                  ", ".join(str(job.jid) for job in jobs))
+        try:
+            if not self.broken:
+                yield from self._release(jobs)
+        except (SocketError, CommandFailed) as exc:
+            log.warning("worker %d: could not release: %s", self.row, exc)
+
+    def _settle(self, jobs: List[Job], results: Optional[List[object]]) -> Steps[None]:
+        """Decide and apply the outcome of every job from its handler result
+        (None: every job done)."""
+        w = self.worker
+        if results is None:
+            results = [None] * len(jobs)
+        outcomes: List[Outcome] = []
+        try:
+            for job, result in zip(jobs, results):
+                outcome = outcome_of(result)
+                if outcome is None:                     # a failure: the policy decides
+                    self.count(FAILED)
+                    assert isinstance(result, BaseException)
+                    try:
+                        stats = yield self.conn._stats_job_dict, (job.jid,)
+                    except NotFound:
+                        stats = None
+                    outcome = self._failure(job, stats, result)
+                outcomes.append(outcome)
+        except SocketError:
+            # decided outcomes wait in the ledger; an undecided failure will
+            # simply run again when the server hands the job out again
+            for job, outcome in zip(jobs, outcomes):
+                w.ledger.unconfirmed(job.jid, outcome)
+            w.ledger.end_many(job.jid for job in jobs[len(outcomes):])
+            raise
+        yield from self._apply(jobs, outcomes)
+
+    def _delete(self, jobs: List[Job]) -> Steps[None]:
+        """Every job done: delete them (one command or batch), count them."""
+        w = self.worker
+        conn = self.conn
+        if len(jobs) == 1:
+            job = jobs[0]
+            try:
+                yield conn.delete, (job.jid,)
+            except NotFound as exc:
+                self._record(jobs, [DELETED], [exc])
+                return
+            except SocketError:
+                w.ledger.unconfirmed(job.jid, DELETED)
+                raise
+            job.reserved = False
+            w.ledger.end(job.jid)
+            self.counts[self.base + PROCESSED] += 1
+            if w.on_outcome is not None:
+                _hook(w.on_outcome, job, DELETED)
+            return
+        try:
+            replies = yield conn.delete_many, (jobs, False)
+        except SocketError as exc:
+            confirmed = getattr(exc, "results", [])
+            self._record(jobs, [DELETED] * len(confirmed), confirmed)
+            for job in jobs[len(confirmed):]:
+                w.ledger.unconfirmed(job.jid, DELETED)
+            raise
+        if w.on_outcome is None and not any(replies):      # every reply None: deleted
+            w.ledger.end_many(job.jid for job in jobs)
+            self.counts[self.base + PROCESSED] += len(jobs)
+        else:
+            self._record(jobs, [DELETED] * len(jobs), replies)
+
+    def _apply(self, jobs: List[Job], outcomes: List[Outcome]) -> Steps[None]:
+        """Send every outcome (one pipelined batch); record what the server
+        confirmed, keep the rest in the ledger when the connection is lost."""
+        conn = self.conn
+        todo = self._to_send(jobs, outcomes)
+        if not todo:
+            return
+        try:
+            for i, (job, o) in enumerate(todo):
+                if o.action != DELETE and o.priority is None:   # keep the job's priority
+                    try:
+                        stats = yield conn._stats_job_dict, (job.jid,)
+                        todo[i] = (job, o._replace(priority=int(stats["pri"])))
+                    except NotFound:
+                        todo[i] = (job, Outcome(LOST, error=o.error))
+        except SocketError:
+            self._unconfirmed(todo)
+            raise
+        todo = self._settle_lost(todo)
+        if not todo:
+            return
+        try:
+            if all(o.action == DELETE for _, o in todo):
+                replies = yield conn.delete_many, ([job for job, _ in todo], False)
+            else:
+                replies = yield self._queue(conn.pipeline(), todo).execute, ()
+        except SocketError as exc:
+            self._lost_midway(todo, exc)
+            raise
+        self._record([job for job, _ in todo], [o for _, o in todo], replies)
+
+    def _heartbeat(self, held: Tuple[List[Job], float]) -> Heartbeat:
+        """The Heartbeat of the handler holding ``held`` (a new one for a new handler)."""
+        hb = self.heartbeat
+        if hb is None or hb.jobs is not held[0]:
+            hb = self.heartbeat = Heartbeat(held[0], held[1], margin=self.worker.heartbeat_margin)
+        return hb
+
+    def _touch(self, held: Tuple[List[Job], float], hb: Heartbeat) -> Steps[None]:
+        """Touch the jobs ``held`` by the running handler, as ``hb`` says, through
+        ``conn``; learn their TTR first. Jobs no longer ours are left out."""
+        conn = self.conn
+        jobs = [job for job in held[0] if job.jid not in hb.gone]
+        if not jobs:
+            hb.stop()
+            return
+        if hb.ttr is None:
+            stats: List[Any] = []
+            for job in jobs:
+                try:
+                    stats.append((yield conn._stats_job_dict, (job.jid,)))
+                except NotFound:
+                    self._gone(hb, job)
+            if not stats:
+                hb.stop()
+                return
+            hb.learned(time.monotonic(), min(int(s["ttr"]) for s in stats),
+                       min(int(s["time-left"]) for s in stats))
+            if hb.due > time.monotonic() or self.held is not held:
+                return
+        pipe = conn.pipeline()
+        for job in jobs:
+            pipe.touch(job.jid)
+        replies = yield pipe.execute, ()
+        for job, reply in zip(jobs, replies):
+            if isinstance(reply, NotFound) and self.held is held:
+                self._gone(hb, job)
+            elif isinstance(reply, BaseException):
+                raise reply
+        hb.touched(time.monotonic())
+        log.debug("worker %d: touched %d job(s)", self.row, len(jobs))
+
+    def _gone(self, hb: Heartbeat, job: Job) -> None:
+        hb.gone.add(job.jid)
+        log.warning("worker %d: job %d of the running handler is no longer reserved by this "
+                    "worker (its TTR ran out?)", self.row, job.jid)
+
+    # -- no IO ---------------------------------------------------------------------------------
     def _failure(self, job: Job, stats: Optional[Mapping[str, Any]],
                  error: BaseException) -> Outcome:
         """The outcome of a failed attempt, from the job's stats-job (None: the
@@ -504,7 +926,8 @@ class _SlotBase:
 
 
 class _Slot(_SlotBase):
-    """One worker thread with its own connection.
+    """One worker thread with its own connection, driving the steps with
+    plain calls (``drive``).
 
     The thread holds ``lock`` whenever it uses its connection and releases it
     only while its handler runs; the supervisor (``Worker.run``) takes it then
@@ -516,12 +939,6 @@ class _Slot(_SlotBase):
         super().__init__(worker, row)
         self.lock = threading.Lock()
         self.conn: Optional[Connection] = None
-        self.broken = False
-        self.held: Optional[Tuple[List[Job], float]] = None     # in the handler, since
-        self.heartbeat: Optional[Heartbeat] = None              # the supervisor's
-        self.abandoned = False
-        self.waiting = False                    # in reserve
-        self.interrupted = False
         self.thread = threading.Thread(target=self.run, daemon=True,
                                        name="beanstalkc_fast-worker-%d" % row)
 
@@ -529,7 +946,7 @@ class _Slot(_SlotBase):
     def run(self) -> None:
         self.lock.acquire()
         try:
-            self._loop()
+            drive(self._loop())
         except BaseException:
             log.exception("worker %d: stopped by an unexpected error", self.row)
             raise
@@ -538,258 +955,30 @@ class _Slot(_SlotBase):
                 self.conn.close()     # the server releases anything still reserved
             self.lock.release()
 
-    def _loop(self) -> None:
+    def _open(self) -> Connection:
         w = self.worker
-        backoff = Backoff()
-        while not w.stopping:
-            try:
-                if self.conn is None or self.broken:
-                    self._connect()
-                jobs = self._reserve()
-                backoff.reset()
-                if jobs:
-                    self._handle(jobs)
-                    if self.abandoned:
-                        return
-            except SocketError as exc:
-                self.broken = True
-                if w._stopping.is_set():            # e.g. interrupted at stop (see interrupt)
-                    log.debug("worker %d: %s while stopping", self.row, exc)
-                    return
-                delay = backoff.next()
-                log.warning("worker %d: %s; reconnecting in %.1f s", self.row, exc, delay)
-                w._stopping.wait(delay)
-            except Exception:
-                self.broken = True
-                delay = backoff.next()
-                log.exception("worker %d: unexpected error; reconnecting in %.1f s",
-                              self.row, delay)
-                w._stopping.wait(delay)
+        return Connection(w.host, w.port, **w.connection_options)
 
-    def _connect(self) -> None:
-        w = self.worker
-        if self.conn is None:
-            conn = Connection(w.host, w.port, **w.connection_options)
-            try:
-                for tube in w.tubes:
-                    conn.watch(tube)
-                if DEFAULT_TUBE_NAME not in w.tubes:
-                    conn.ignore(DEFAULT_TUBE_NAME)
-            except BaseException:
-                conn.close()
-                raise
-            self.conn = conn
-        else:
-            self.conn.reconnect()                   # restores the watch list
-            self.count(RECONNECTS)
-            log.info("worker %d: reconnected", self.row)
-        self.broken = False
-        stats = self.conn.stats()
-        binlog = int(stats.get("binlog-current-index", 0) or 0) > 0
-        if w.ledger.server(stats.get("id"), binlog):
-            log.warning("worker %d: the server restarted without a binlog: the jobs held "
-                        "before are gone", self.row)
-        for jid in w.ledger.pending_deletes():
-            try:
-                self.conn.delete(jid)
-            except NotFound:
-                continue                            # reserved elsewhere, or gone
-            w.ledger.end(jid)
-            log.info("worker %d: job %d deleted after reconnecting", self.row, jid)
+    def _sleep(self, seconds: float) -> None:
+        self.worker._stopping.wait(seconds)
 
-    def _reserve(self) -> List[Job]:
+    def _call(self, jobs: List[Job]) -> Results:
+        """Run the handler with ``lock`` released (the supervisor may touch or
+        release the held jobs meanwhile)."""
         w = self.worker
-        conn = self.conn
-        assert conn is not None
-        self.waiting = True
-        try:
-            if w.batch is not None:
-                return conn.reserve_many(w.batch, w.reserve_timeout)
-            job = conn.reserve(w.reserve_timeout)
-        except DeadlineSoon:
-            # only when this connection still holds a job it could not settle
-            log.debug("worker %d: DEADLINE_SOON", self.row)
-            w._stopping.wait(0.1)
-            return []
-        finally:
-            self.waiting = False
-        return [job] if job is not None else []
-
-    def _handle(self, jobs: List[Job]) -> None:
-        w = self.worker
-        self.counts[self.base + RESERVED] += len(jobs)
-        if w.stopping:                              # stop: take no new job
-            self._release(jobs)
-            return
-        if len(jobs) == 1:
-            state = w.ledger.begin(jobs[0].jid)
-            if state is not None:
-                self._known(jobs[0], state)
-                return
-        else:
-            jobs = self._admit(jobs)
-            if not jobs:
-                return
-        if w.on_start is not None:
-            for job in jobs:
-                _hook(w.on_start, job)
         results: Optional[List[object]] = None      # None: every job done
         self.held = (jobs, time.monotonic())
         self.lock.release()
         try:
-            if w.batch is None:
-                result = w.handler(jobs[0])
-                if isinstance(result, (Release, Bury)):
-                    results = [result]
-            else:
-                result = w.handler(jobs)
-                if result is not None:
-                    results = batch_results(result, len(jobs))
+            result = w.handler(jobs[0] if w.batch is None else jobs)
+            if result is not None:
+                results = self._results(result, len(jobs))
         except BaseException as exc:
             results = [exc] * len(jobs)
         finally:
             self.lock.acquire()
             self.held = None
-        if not self.abandoned:
-            self._settle(jobs, results)
-
-    def _admit(self, jobs: List[Job]) -> List[Job]:
-        """The jobs of a batch to run; settles those the ledger knows."""
-        states = self.worker.ledger.begin_many([job.jid for job in jobs])
-        if not any(states):
-            return jobs
-        fresh = []
-        for job, state in zip(jobs, states):
-            if state is None:
-                fresh.append(job)
-            else:
-                self._known(job, state)
-        return fresh
-
-    def _known(self, job: Job, state: Union[_Running, Outcome]) -> None:
-        """Settle a job the ledger knows (see Ledger): running here already
-        (put it back for a second), or run already (apply its outcome)."""
-        if state is RUNNING:
-            log.info("worker %d: job %d is already running here; released for 1 s",
-                     self.row, job.jid)
-            self._release([job], delay=1)
-        else:
-            assert isinstance(state, Outcome)
-            log.info("worker %d: job %d already ran; applying its outcome (%s)",
-                     self.row, job.jid, state.action)
-            self._apply([job], [state])
-
-    def _release(self, jobs: List[Job], delay: int = 0) -> None:
-        """Release jobs not run (or not finished), with their own priority."""
-        for job in jobs:
-            try:
-                job.release(delay=delay)
-            except CommandFailed as exc:
-                log.warning("worker %d: could not release job %d: %s", self.row, job.jid, exc)
-                continue
-            self.count(RELEASED)
-
-    def _settle(self, jobs: List[Job], results: Optional[List[object]]) -> None:
-        """Decide and apply the outcome of every job from its handler result
-        (None: every job done)."""
-        w = self.worker
-        conn = self.conn
-        assert conn is not None
-        if results is None:
-            if jobs[0].reserved if len(jobs) == 1 else all(job.reserved for job in jobs):
-                self._delete(jobs)                  # the common case
-                return
-            results = [None] * len(jobs)
-        outcomes: List[Outcome] = []
-        try:
-            for job, result in zip(jobs, results):
-                outcome = outcome_of(result)
-                if outcome is None:                     # a failure: the policy decides
-                    self.count(FAILED)
-                    assert isinstance(result, BaseException)
-                    outcome = self._after_failure(conn, job, result)
-                outcomes.append(outcome)
-        except SocketError:
-            # decided outcomes wait in the ledger; an undecided failure will
-            # simply run again when the server hands the job out again
-            for job, outcome in zip(jobs, outcomes):
-                w.ledger.unconfirmed(job.jid, outcome)
-            w.ledger.end_many(job.jid for job in jobs[len(outcomes):])
-            raise
-        self._apply(jobs, outcomes)
-
-    def _delete(self, jobs: List[Job]) -> None:
-        """Every job done: delete them (one command or batch), count them."""
-        w = self.worker
-        conn = self.conn
-        assert conn is not None
-        if len(jobs) == 1:
-            job = jobs[0]
-            try:
-                conn.delete(job.jid)
-            except NotFound as exc:
-                self._record(jobs, [DELETED], [exc])
-                return
-            except SocketError:
-                w.ledger.unconfirmed(job.jid, DELETED)
-                raise
-            job.reserved = False
-            w.ledger.end(job.jid)
-            self.counts[self.base + PROCESSED] += 1
-            if w.on_outcome is not None:
-                _hook(w.on_outcome, job, DELETED)
-            return
-        try:
-            replies = conn.delete_many(jobs, raise_errors=False)
-        except SocketError as exc:
-            confirmed = getattr(exc, "results", [])
-            self._record(jobs, [DELETED] * len(confirmed), confirmed)
-            for job in jobs[len(confirmed):]:
-                w.ledger.unconfirmed(job.jid, DELETED)
-            raise
-        if w.on_outcome is None and not any(replies):      # every reply None: deleted
-            w.ledger.end_many(job.jid for job in jobs)
-            self.counts[self.base + PROCESSED] += len(jobs)
-        else:
-            self._record(jobs, [DELETED] * len(jobs), replies)
-
-    def _after_failure(self, conn: Connection, job: Job, error: BaseException) -> Outcome:
-        try:
-            stats = conn.stats_job(job.jid)
-        except NotFound:
-            stats = None
-        return self._failure(job, stats, error)
-
-    def _apply(self, jobs: List[Job], outcomes: List[Outcome]) -> None:
-        """Send every outcome (one pipelined batch); record what the server
-        confirmed, keep the rest in the ledger when the connection is lost."""
-        conn = self.conn
-        assert conn is not None
-        todo = self._to_send(jobs, outcomes)
-        if not todo:
-            return
-        try:
-            for i, (job, o) in enumerate(todo):
-                if o.action != DELETE and o.priority is None:   # keep the job's priority
-                    try:
-                        todo[i] = (job, o._replace(priority=int(conn.stats_job(job.jid)["pri"])))
-                    except NotFound:
-                        todo[i] = (job, Outcome(LOST, error=o.error))
-        except SocketError:
-            self._unconfirmed(todo)
-            raise
-        todo = self._settle_lost(todo)
-        if not todo:
-            return
-        try:
-            if all(o.action == DELETE for _, o in todo):
-                replies = conn.delete_many([job for job, _ in todo], raise_errors=False)
-            else:
-                replies = self._queue(conn.pipeline(), todo).execute()
-        except SocketError as exc:
-            self._lost_midway(todo, exc)
-            raise
-        self._record([job for job, _ in todo], [o for _, o in todo], replies)
+        return ABANDONED if self.abandoned else results
 
     # -- the supervisor's side (another thread) --------------------------------------------------
     def beat(self, now: float) -> None:
@@ -797,44 +986,13 @@ class _Slot(_SlotBase):
         held = self.held
         if held is None:
             return
-        hb = self.heartbeat
-        if hb is None or hb.jobs is not held[0]:
-            hb = self.heartbeat = Heartbeat(held[0], held[1], margin=self.worker.heartbeat_margin)
+        hb = self._heartbeat(held)
         if now < hb.due or not self.lock.acquire(blocking=False):
             return                                  # the thread is using its connection
         try:
             if self.held is not held or self.abandoned or self.broken:
                 return
-            conn = self.conn
-            assert conn is not None
-            jobs = [job for job in held[0] if job.jid not in hb.gone]
-            if not jobs:
-                hb.stop()
-                return
-            if hb.ttr is None:
-                stats = []
-                for job in jobs:
-                    try:
-                        stats.append(conn.stats_job(job.jid))
-                    except NotFound:
-                        self._gone(hb, job)
-                if not stats:
-                    hb.stop()
-                    return
-                hb.learned(time.monotonic(), min(int(s["ttr"]) for s in stats),
-                           min(int(s["time-left"]) for s in stats))
-                if hb.due > time.monotonic():
-                    return
-            pipe = conn.pipeline()
-            for job in jobs:
-                pipe.touch(job.jid)
-            for job, reply in zip(jobs, pipe.execute()):
-                if isinstance(reply, NotFound):
-                    self._gone(hb, job)
-                elif isinstance(reply, BaseException):
-                    raise reply
-            hb.touched(time.monotonic())
-            log.debug("worker %d: touched %d job(s)", self.row, len(jobs))
+            drive(self._touch(held, hb))
         except ConcurrentUseError:
             pass                                    # the handler uses job.conn itself
         except (SocketError, CommandFailed) as exc:
@@ -843,11 +1001,6 @@ class _Slot(_SlotBase):
             log.warning("worker %d: heartbeat failed: %s", self.row, exc)
         finally:
             self.lock.release()
-
-    def _gone(self, hb: Heartbeat, job: Job) -> None:
-        hb.gone.add(job.jid)
-        log.warning("worker %d: job %d of the running handler is no longer reserved by this "
-                    "worker (its TTR ran out?)", self.row, job.jid)
 
     def interrupt(self) -> None:
         """At stop: end the reserve this slot waits in now rather than at its
@@ -876,14 +1029,8 @@ class _Slot(_SlotBase):
             if held is None:
                 return
             self.abandoned = True
-            log.error("worker %d: handler still running at the end of the grace period "
-                      "(%.1f s); releasing job(s) %s", self.row, grace,
-                      ", ".join(str(job.jid) for job in held[0]))
             try:
-                if not self.broken:
-                    self._release(held[0])
-            except (SocketError, CommandFailed) as exc:
-                log.warning("worker %d: could not release: %s", self.row, exc)
+                drive(self._give_up(held[0], grace))
             finally:
                 if self.conn is not None:
                     self.conn.close()               # the server releases what is left
@@ -891,7 +1038,7 @@ class _Slot(_SlotBase):
             self.lock.release()
 
 
-class Worker:
+class Worker(_Settings):
     """Consume jobs from ``tubes`` with ``handler``.
 
     ``handler(job)`` (or, with ``batch=n``, ``handler(jobs)`` for up to n jobs
@@ -930,23 +1077,10 @@ class Worker:
                  **connection_options: Any) -> None:
         if mode not in ("thread", "process"):
             raise ValueError("mode must be 'thread' or 'process', got %r" % (mode,))
-        names = check_settings(handler, tubes, concurrency, batch, reserve_timeout, grace, retry,
-                               Connection, (host, port), connection_options)
-        self.handler = handler
-        self.tubes = names
-        self.host = host
-        self.port = port
-        self.connection_options = connection_options
-        self.concurrency = concurrency
+        self._configure(handler, tubes, host, port, concurrency, batch, retry, grace,
+                        reserve_timeout, install_signals, on_start, on_outcome, heartbeat_margin,
+                        Connection, connection_options)
         self.mode = mode
-        self.batch = batch
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.grace = float(grace)
-        self.reserve_timeout = reserve_timeout
-        self.install_signals = install_signals
-        self.on_start = on_start
-        self.on_outcome = on_outcome
-        self.heartbeat_margin = heartbeat_margin
         self.mp_context = mp_context
         self._init_runtime()
 

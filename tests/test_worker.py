@@ -17,8 +17,9 @@ import time
 import pytest
 
 import beanstalkc_fast
+from beanstalkc_fast.errors import NotFound, SocketError
 from beanstalkc_fast.worker import (Backoff, Bury, Counters, Heartbeat, Ledger, Outcome, Release,
-                                    RetryPolicy, Worker, batch_results, outcome_of)
+                                    RetryPolicy, Worker, batch_results, drive, outcome_of)
 from test_reliability import OwnServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,6 +162,45 @@ def test_counters_rows_and_totals():
     c.add(1, 2)
     totals = c.totals()
     assert totals["processed"] == 5 and totals["failed"] == 1 and totals["reserved"] == 0
+
+
+def _steps(io, lose):
+    """Slot-like steps over the IO functions ``io`` (plain or async)."""
+    seen = [(yield io["echo"], (1,))]
+    try:
+        yield io["fail"], (NotFound("NOT_FOUND"),)
+    except NotFound as exc:                 # thrown in at the yield that asked for it
+        seen.append(exc)
+    if lose:
+        yield io["fail"], (SocketError("lost"),)    # not caught: out of the driver
+    return seen
+
+
+def _fail(exc):
+    raise exc
+
+
+async def _aecho(x):
+    return x
+
+
+async def _afail(exc):
+    raise exc
+
+
+@pytest.mark.parametrize("front_end", ["sync", "asyncio"])
+def test_both_drivers_send_results_and_throw_exceptions_in(front_end):
+    """The contract of worker.drive and _aworker._drive the slot steps rely on."""
+    if front_end == "sync":
+        run, io = drive, {"echo": lambda x: x, "fail": _fail}
+    else:
+        import asyncio
+        from beanstalkc_fast._aworker import _drive
+        run, io = (lambda steps: asyncio.run(_drive(steps))), {"echo": _aecho, "fail": _afail}
+    seen = run(_steps(io, lose=False))
+    assert seen[0] == 1 and isinstance(seen[1], NotFound) and len(seen) == 2
+    with pytest.raises(SocketError, match="lost"):
+        run(_steps(io, lose=True))
 
 
 @pytest.mark.parametrize("kwargs, error", [
