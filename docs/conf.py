@@ -34,6 +34,7 @@ nitpick_ignore = [
     ("py:class", "beanstalkc_fast.commands.Commands"),
     ("py:class", "beanstalkc_fast.commands.YamlOption"),
     ("py:class", "beanstalkc_fast.commands.PipelineCommands"),
+    ("py:class", "beanstalkc_fast.worker._Settings"),     # both Workers' kept settings
     # the asyncio Connection's ssl= (no intersphinx)
     ("py:class", "ssl.SSLContext"),
 ]
