@@ -164,8 +164,8 @@ OnTimeout = Optional[Callable[[Optional[float]], float]]
 
 def slice_ran_out(exc: OSError) -> bool:
     """``exc`` is the socket object's own timeout, not the kernel's ETIMEDOUT
-    (both are TimeoutError)."""
-    return isinstance(exc, TimeoutError) and exc.errno is None
+    (on Python 3.10+ both are TimeoutError, which socket.timeout names)."""
+    return isinstance(exc, socket.timeout) and exc.errno is None
 
 
 def _next_slice(exc: OSError, on_timeout: OnTimeout, began: Optional[float]) -> float:
