@@ -114,7 +114,9 @@ _Entry = Union[_Single, _Chunk]
 #   (fut, size)                   a wait for room (_admit): ``fut`` gets True when it
 #                                 is granted (and counted), False after a break
 #   (fut, size, cmd, arg, data)   a caller's command, written by _wake when it fits;
-#                                 ``fut`` then gets its result (_NotWritten: a break came first)
+#                                 ``fut`` then gets its result. A break first: _send's
+#                                 future gets _NotWritten (_send retries or refuses),
+#                                 _run's _Call the ConnectionBroken of _refusal
 _Waiter = Tuple[Any, ...]
 
 
@@ -575,9 +577,9 @@ class Connection(Commands, YamlOption):
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
     def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
-        """The call's awaitable. In the thread of the connection's loop, healthy, with room
-        and nobody waiting (and not a command auto_reconnect would send
-        again), the command is written now: while others are pending, its
+        """The call's awaitable. In the thread of the connection's loop,
+        healthy, with room and nobody waiting (and not a command
+        auto_reconnect would send again), the command is written now: while others are pending, its
         result future is returned (a _Call, also a coroutine: gather needs no
         Task per call), else (idle: the sequential case, where a plain
         future is cheaper for the awaiting Task) or for a reserve, the
