@@ -19,9 +19,9 @@ from .errors import SocketError, UnexpectedResponse
 from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,  # noqa: F401
                       MAX_TIMEOUT, MAX_UINT32, MAX_UINT64, MIN_TIMEOUT, NAME_CHARS, READ_CHUNK,
                       SCATTER_MIN, SEND_FLAGS, WAIT_SLICE, WRITE_CHUNK, Reply, _clamp,
-                      _prepare, _scalar, _send_all, _set_timeout, _truncate, body_buffer,
-                      check_name, check_uint, encode_body, failure, note_lost_reply, refusal,
-                      say_quit, send_flags, send_parts, slice_ran_out, wake)
+                      _next_slice, _prepare, _scalar, _send_all, _set_timeout, _truncate,
+                      body_buffer, check_name, check_uint, encode_body, failure,
+                      note_lost_reply, refusal, say_quit, send_flags, send_parts, wake)
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
            "SCATTER_MIN", "NAME_CHARS", "Core", "Reader", "check_uint", "check_name",
@@ -86,7 +86,7 @@ class Core:
         self._current: Any = _UNSET        # timeout now in force on the socket (a slice)
         self._limit: Any = _UNSET          # the bound of each wait (None: none)
         self._cut = False                  # _current was cut to what is left of a wait
-        self._next_slice = self._slice_over   # bound once: the senders' on_timeout
+        self._on_timeout = self._slice_over   # bound once: the on_timeout of every wait
         self._apply_timeout(timeout)
 
     @property
@@ -138,9 +138,9 @@ class Core:
         """Send all of ``data``, one buffer or a tuple of buffers sent in
         order without joining (EPIPE as an error, never SIGPIPE)."""
         if isinstance(data, tuple):
-            send_parts(self.sock, data, self._next_slice)
+            send_parts(self.sock, data, self._on_timeout)
         else:
-            _send_all(self.sock, data, self._next_slice)
+            _send_all(self.sock, data, self._on_timeout)
 
     def _recv_into(self, view: memoryview) -> int:
         """Read what is available into ``view`` (0 at EOF)."""
@@ -276,9 +276,7 @@ class Core:
             try:
                 n = self._recv_into(view)
             except OSError as exc:
-                if not slice_ran_out(exc):
-                    raise
-                began = self._slice_over(began)
+                began = _next_slice(exc, self._on_timeout, began)
                 continue
             finally:
                 view.release()

@@ -169,8 +169,8 @@ def slice_ran_out(exc: OSError) -> bool:
 
 
 def _next_slice(exc: OSError, on_timeout: OnTimeout, began: Optional[float]) -> float:
-    """A send failed with ``exc``: re-raise it unless it is a wait slice
-    running out and ``on_timeout`` lets the wait go on; when the wait began."""
+    """A send or receive failed with ``exc``: re-raise it unless it is a wait
+    slice running out and ``on_timeout`` lets the wait go on; when the wait began."""
     if on_timeout is None or not slice_ran_out(exc):
         raise exc
     return on_timeout(began)

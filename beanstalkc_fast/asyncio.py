@@ -577,46 +577,46 @@ class Connection(Commands, YamlOption):
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
 
     def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
-        """The call's awaitable. In the thread of the connection's loop,
-        healthy, with room and nobody waiting (and not a command
-        auto_reconnect would send again), the command is written now: while others are pending, its
-        result future is returned (a _Call, also a coroutine: gather needs no
-        Task per call), else (idle: the sequential case, where a plain
-        future is cheaper for the awaiting Task) or for a reserve, the
-        coroutine _wait on it. Without room (and without auto_reconnect),
-        a _Call too, queued for _wake to write in its turn. Otherwise the
-        coroutine _send, which waits for room, reconnects and retries."""
-        size = len(data)
-        count = self._count
-        loop = self._loop
-        if (self._broken is None and not self._waiters
-                and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
-                and not (cmd[7] and self.auto_reconnect)          # cmd.safe
-                and _get_ident() == self._loop_thread):
-            if count == 0:                     # idle: _enqueue's path for a lone command
-                fut = loop.create_future()
-                self._count = 1
-                self._bytes = size
-                self._progress = loop.time()
-                self._pending.append((fut, cmd, arg, size))
-                self._transport.write(data)    # type: ignore[union-attr]  # not broken
-                if self._timer is None and self._socket_timeout is not None:
-                    self._arm()
-                return self._wait(fut)
-            self._count = count + 1
-            self._bytes += size
-            if cmd[1] == RESERVED:
-                fut = loop.create_future()
-                self._enqueue((fut, cmd, arg, size), data)
-                return self._wait(fut)
-            call = _Call(loop=loop)
-            self._enqueue((call, cmd, arg, size), data)
-            return call
-        if (self._broken is None and cmd[1] != RESERVED and not self.auto_reconnect
-                and _get_ident() == self._loop_thread):
-            call = _Call(loop=loop)            # no room: written by _wake in its turn
-            self._waiters.append((call, size, cmd, arg, data))
-            return call
+        """The call's awaitable. In the thread of the connection's loop and
+        healthy: with room and nobody waiting (and not a command
+        auto_reconnect would send again), the command is written now: while
+        others are pending, its result future is returned (a _Call, also a
+        coroutine: gather needs no Task per call), else (idle: the
+        sequential case, where a plain future is cheaper for the awaiting
+        Task) or for a reserve, the coroutine _wait on it; without room (and
+        without auto_reconnect), a _Call too, queued for _wake to write in
+        its turn. Otherwise the coroutine _send, which waits for room,
+        reconnects and retries."""
+        if self._broken is None and _get_ident() == self._loop_thread:
+            size = len(data)
+            count = self._count
+            loop = self._loop
+            if (not self._waiters
+                    and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
+                    and not (cmd[7] and self.auto_reconnect)):     # cmd.safe
+                if count == 0:                 # idle: _enqueue's path for a lone command
+                    fut = loop.create_future()
+                    self._count = 1
+                    self._bytes = size
+                    self._progress = loop.time()
+                    self._pending.append((fut, cmd, arg, size))
+                    self._transport.write(data)    # type: ignore[union-attr]  # not broken
+                    if self._timer is None and self._socket_timeout is not None:
+                        self._arm()
+                    return self._wait(fut)
+                self._count = count + 1
+                self._bytes += size
+                if cmd[1] == RESERVED:
+                    fut = loop.create_future()
+                    self._enqueue((fut, cmd, arg, size), data)
+                    return self._wait(fut)
+                call = _Call(loop=loop)
+                self._enqueue((call, cmd, arg, size), data)
+                return call
+            if cmd[1] != RESERVED and not self.auto_reconnect:
+                call = _Call(loop=loop)        # no room: written by _wake in its turn
+                self._waiters.append((call, size, cmd, arg, data))
+                return call
         return self._send(cmd, data, arg)
 
     async def _wait(self, fut: "asyncio.Future[Any]") -> Any:
@@ -643,16 +643,7 @@ class Connection(Commands, YamlOption):
             elif self._waiters or count >= BATCH_WINDOW or (
                     count and self._bytes + size > BATCH_BYTES):
                 self._waiters.append((fut, size, cmd, arg, data))   # _wake writes it in turn
-            elif count == 0:                   # idle: _enqueue's path for a lone command
-                self._count = 1
-                self._bytes = size
-                self._progress = self._loop.time()
-                self._pending.append((fut, cmd, arg, size))
-                assert self._transport is not None
-                self._transport.write(data)
-                if self._timer is None and self._socket_timeout is not None:
-                    self._arm()
-            else:
+            else:                              # idle too: _enqueue writes a lone command at once
                 self._count = count + 1
                 self._bytes += size
                 self._enqueue((fut, cmd, arg, size), data)

@@ -130,7 +130,7 @@ def client(plan: List[Tuple[str, int, str]], port: int) -> None:
     for workload, n, tube in plan:
         if workload in ASYNC_WORKLOADS:     # a connection of its own, in an event loop
             loop: asyncio.AbstractEventLoop
-            if workload in ("aputuv", "agatheruv"):
+            if workload in bench.UVLOOP_WORKLOADS:
                 import site
                 site.main()                 # run with -S: uvloop is in site-packages
                 import uvloop
