@@ -56,3 +56,14 @@ def make_runner(loop_name, core, default_port, default_tube):
 
         return run_on(loop_name, main, guard)
     return arun
+
+
+async def stats_when_ready(conn, jid, tries=100):
+    """``stats_job(jid)`` once the job is ready again (a release for a
+    cancelled caller follows at once), or after ``tries`` looks."""
+    for _ in range(tries):
+        stats = await conn.stats_job(jid)
+        if stats["state"] == "ready":
+            break
+        await asyncio.sleep(0.01)
+    return stats

@@ -1,8 +1,10 @@
 """Shared fixtures: a real beanstalkd, the two cores, patched connections."""
 
+import contextlib
 import importlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,6 +19,24 @@ import beanstalkc_fast
 MAX_JOB_SIZE = 4194304
 CORE_NAMES = ["cython", "python"]
 CORE_MODULES = {"cython": "beanstalkc_fast._protocol", "python": "beanstalkc_fast._pyprotocol"}
+
+
+@contextlib.contextmanager
+def alarm(handler, first, interval=0.0):
+    """SIGALRM runs ``handler`` ``first`` s into the block (then every
+    ``interval`` s); the timer and the old handler are restored after it."""
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, first, interval)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def ctrl_c(signum, frame):
+    """A SIGALRM handler that acts as a Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 def free_port():

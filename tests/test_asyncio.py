@@ -6,6 +6,7 @@ import pytest
 
 import beanstalkc_fast
 import beanstalkc_fast.asyncio as bsa
+from asyncio_support import stats_when_ready
 from beanstalkc_fast.errors import (BatchError, ConnectionBroken, DeadlineSoon, NotFound,
                                     SocketError)
 
@@ -272,11 +273,7 @@ def test_cancelled_reserve_releases_its_job_keeping_priority(arun, tube):
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(consumer.reserve(), 0.1)
         jid = await producer.put("for-nobody", priority=11, ttr=100)
-        for _ in range(100):                      # the release follows at once
-            stats = await producer.stats_job(jid)
-            if stats["state"] == "ready":
-                break
-            await asyncio.sleep(0.01)
+        stats = await stats_when_ready(producer, jid)
         assert (stats["state"], stats["pri"], stats["reserves"]) == ("ready", 11, 1)
         assert await consumer.using() == tube      # still in step
         job = await consumer.reserve(timeout=0)

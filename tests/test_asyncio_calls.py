@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 
+from asyncio_support import stats_when_ready
 from beanstalkc_fast.errors import ConnectionBroken, NotFound, SocketError
 
 
@@ -77,11 +78,7 @@ def test_cancelled_task_over_a_reserve_releases_its_job(arun, tube):
         with pytest.raises(asyncio.CancelledError):
             await task
         jid = await producer.put("for-nobody", priority=7, ttr=100)
-        for _ in range(100):                      # the release follows at once
-            stats = await producer.stats_job(jid)
-            if stats["state"] == "ready":
-                break
-            await asyncio.sleep(0.01)
+        stats = await stats_when_ready(producer, jid)
         assert (stats["state"], stats["pri"], stats["reserves"]) == ("ready", 7, 1)
         assert (await consumer.reserve(timeout=0)).jid == jid
     arun(body)

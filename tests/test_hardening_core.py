@@ -12,6 +12,7 @@ import time
 import pytest
 
 from beanstalkc_fast import ConnectionBroken, SocketError
+from conftest import alarm, ctrl_c
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,22 +30,11 @@ def silent(sock, srv):
             return
 
 
-class Watchdog:
+def Watchdog(seconds):
     """SIGALRM after ``seconds``: a call that should have ended raises instead of hanging."""
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-
-    def __enter__(self):
-        def fire(signum, frame):
-            raise AssertionError("still blocked after %s s" % self.seconds)
-        self.old = signal.signal(signal.SIGALRM, fire)
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
-        return self
-
-    def __exit__(self, *exc):
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, self.old)
+    def fire(signum, frame):
+        raise AssertionError("still blocked after %s s" % seconds)
+    return alarm(fire, seconds)
 
 
 def wait_for(predicate, seconds=5.0):
@@ -68,14 +58,9 @@ def test_deadline_holds_under_periodic_signal(make_conn, fake_server):
         if len(ticks) >= 30:              # ~9 s: give up instead of hanging the suite
             signal.setitimer(signal.ITIMER_REAL, 0)
 
-    old = signal.signal(signal.SIGALRM, tick)
-    signal.setitimer(signal.ITIMER_REAL, 0.3, 0.3)
-    try:
+    with alarm(tick, 0.3, 0.3):
         with pytest.raises(SocketError, match="timed out"):
             conn.stats()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
     assert 1 <= len(ticks) < 10, "the deadline restarted after each signal"
     with pytest.raises(ConnectionBroken):
         conn.stats()
@@ -85,17 +70,9 @@ def test_ctrl_c_interrupts_and_frees_reservations(conn, conn_factory, tube):
     jid = conn.put("x")
     assert conn.reserve(timeout=0).jid == jid
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.2)
-    try:
+    with alarm(ctrl_c, 0.2):
         with pytest.raises(KeyboardInterrupt):
             conn.reserve()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
     with pytest.raises(ConnectionBroken, match="interrupted"):
         conn.stats()
     # the core closed its socket at once: the server gave the job back
@@ -123,14 +100,11 @@ def test_signal_handled_by_another_thread_interrupts_a_forever_wait(core, conn):
     # The signal lands on a helper thread, so the main thread's receive is not
     # interrupted (EINTR): the same as a Ctrl-C arriving just before the
     # receive began. The wait must still notice it within a slice.
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
     def send_to_self():
         time.sleep(0.3)
         signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
 
-    old = signal.signal(signal.SIGUSR1, interrupt)
+    old = signal.signal(signal.SIGUSR1, ctrl_c)
     helper = threading.Thread(target=send_to_self)
     try:
         with Watchdog(10):

@@ -377,8 +377,10 @@ def _entries(draw_specs):
     return out
 
 
-def _expected_settle(core, chunks, specs):
-    """settle's rules, through next_reply: (popped, bytes, handed back) per call."""
+def _settle_trace(core, chunks, specs, drain):
+    """Feed ``chunks`` to a reader with pending entries made of ``specs``;
+    after each, ``drain(reader, pending, trace)`` records what it settles.
+    (trace, entries left, bytes left)."""
     import collections
     reader = core.Reader(max_body=1 << 20)
     pending = collections.deque(_entries(specs))
@@ -386,42 +388,41 @@ def _expected_settle(core, chunks, specs):
     try:
         for chunk in chunks:
             reader.feed(chunk)
-            taken = nbytes = 0
-            while True:
-                reply = reader.next_reply()
-                if reply is None:
-                    break
-                head = pending[0] if pending else None
-                if (head.__class__ is not tuple or head[0] is None or head[1][1] > 1
-                        or reply[0] != head[1][0] or head[0].done()):
-                    trace.append((taken, nbytes, reply))
-                    taken = nbytes = 0
-                    continue
-                pending.popleft()
-                head[0].set_result(reply[1] if head[1][1] == 0 else None)
-                taken, nbytes = taken + 1, nbytes + head[3]
-            trace.append((taken, nbytes, None))
+            drain(reader, pending, trace)
     except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
         trace.append((type(exc), str(exc)))
     return trace, len(pending), reader.pending()
+
+
+def _expected_settle(core, chunks, specs):
+    """settle's rules, through next_reply: (popped, bytes, handed back) per call."""
+    def drain(reader, pending, trace):
+        taken = nbytes = 0
+        while True:
+            reply = reader.next_reply()
+            if reply is None:
+                break
+            head = pending[0] if pending else None
+            if (head.__class__ is not tuple or head[0] is None or head[1][1] > 1
+                    or reply[0] != head[1][0] or head[0].done()):
+                trace.append((taken, nbytes, reply))
+                taken = nbytes = 0
+                continue
+            pending.popleft()
+            head[0].set_result(reply[1] if head[1][1] == 0 else None)
+            taken, nbytes = taken + 1, nbytes + head[3]
+        trace.append((taken, nbytes, None))
+    return _settle_trace(core, chunks, specs, drain)
 
 
 def _run_settle(core, chunks, specs):
-    import collections
-    reader = core.Reader(max_body=1 << 20)
-    pending = collections.deque(_entries(specs))
-    trace = []
-    try:
-        for chunk in chunks:
-            reader.feed(chunk)
-            while True:
-                taken, nbytes, reply = reader.settle(pending)
-                trace.append((taken, nbytes, reply))
-                if reply is None:
-                    break
-    except (UnexpectedResponse, ValueError) as exc:   # malformed (ValueError: a bad name)
-        trace.append((type(exc), str(exc)))
-    return trace, len(pending), reader.pending()
+    def drain(reader, pending, trace):
+        while True:
+            taken, nbytes, reply = reader.settle(pending)
+            trace.append((taken, nbytes, reply))
+            if reply is None:
+                break
+    return _settle_trace(core, chunks, specs, drain)
 
 
 SPECS = st.lists(st.tuples(

@@ -2,7 +2,6 @@
 from its own buffer (header, body and CRLF sent with one sendmsg, resumed
 after partial sends), a smaller one in one joined buffer. Both cores."""
 
-import signal
 import socket
 import threading
 
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from beanstalkc_fast import ConnectionBroken, SocketError
+from conftest import alarm, ctrl_c
 
 
 def _wire(parts):
@@ -126,15 +126,12 @@ def test_signals_during_a_blocked_scatter_send_lose_nothing(core):
         started.wait(5)
         _slow_peer(peer, len(_wire(parts)), got, chunk=65536)
 
-    old = signal.signal(signal.SIGALRM, tick)
-    signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
     reader = threading.Thread(target=peer_reads)
-    reader.start()
     try:
-        assert c.request(parts) == ("INSERTED", 7, None)
+        with alarm(tick, 0.02, 0.02):
+            reader.start()
+            assert c.request(parts) == ("INSERTED", 7, None)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
         started.set()
         reader.join(5)
         peer.close()
@@ -151,17 +148,11 @@ def test_ctrl_c_during_a_blocked_send_breaks_the_core(core, joined):
     if joined:
         parts = _wire(parts)
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.2)
     try:
-        with pytest.raises(KeyboardInterrupt):
-            c.request(parts)
+        with alarm(ctrl_c, 0.2):
+            with pytest.raises(KeyboardInterrupt):
+                c.request(parts)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
         peer.close()
     with pytest.raises(ConnectionBroken, match="interrupted"):
         c.request(b"stats\r\n")
