@@ -14,7 +14,7 @@ another core), with the same signature and checks, in one call.
 """
 
 import socket
-from typing import Any, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Type, Union
+from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Type, Union
 
 # A parsed reply: (status, value, body). value is an int (id, count), a str
 # (tube name) or None; body is the job or YAML body, or None.
@@ -101,6 +101,53 @@ class ReplyReader(Protocol):
         ...
 
 
+class AsyncWindow(Protocol):
+    """The write side of an asyncio connection (``Window(...)``, one source
+    for both cores: ``_window.py``): what is written and not yet answered,
+    who waits for room, the read deadline, and each call's awaitable made in
+    one call into the core."""
+
+    count: int                   # commands written, unanswered
+    nbytes: int                  # their bytes
+    progress: float              # when the reply stream last moved (loop time)
+    broken: Optional[str]        # None while usable, else why it is broken
+    auto_reconnect: bool
+    timeout: Optional[float]     # the read deadline, seconds after progress
+    timer: Any                   # its asyncio.TimerHandle, or None
+    transport: Any
+    loop: Any                    # the connection's event loop, and
+    thread: Any                  # the thread that runs it (threading.get_ident)
+    pending: Any                 # deque: the unanswered entries, in reply order
+    waiters: Any                 # deque: calls waiting for room, in turn
+    out: List[bytes]             # written this loop iteration, not yet flushed
+
+    def run(self, conn: Any, cmd: Any, data: bytes, arg: Any = None) -> Any:
+        """The awaitable of a call of ``cmd`` (sent as ``data``) on the asyncio
+        connection ``conn``: written now when there is room, else queued or
+        left to ``conn._send`` (the rules: ``_window.Window.run``)."""
+        ...
+
+    def has_room(self, size: int) -> bool:
+        """Whether a command of ``size`` bytes may be written now."""
+        ...
+
+    def enqueue(self, entry: Any, data: bytes, now: bool) -> None:
+        """Append ``entry`` (its room counted) to ``pending`` and write ``data``."""
+        ...
+
+    def write(self, data: bytes, now: bool) -> None:
+        """Write ``data`` now or with this loop iteration's other writes."""
+        ...
+
+    def flush(self) -> None:
+        """Write what is queued (nothing once broken)."""
+        ...
+
+    def wake(self) -> None:
+        """Grant room to the waiters it now fits, in order."""
+        ...
+
+
 class CoreModule(Protocol):
     """The module-level names a core provides."""
 
@@ -122,6 +169,11 @@ class CoreModule(Protocol):
 
     def Reader(self, max_body: int = ...) -> ReplyReader:
         """A sans-IO reply reader (the one a Core parses with)."""
+        ...
+
+    def Window(self, call: Any, arm: Callable[[], None], limit: int, max_bytes: int,
+               reserved: int) -> AsyncWindow:
+        """An asyncio connection's window (see ``_window.Window``)."""
         ...
 
     def check_uint(self, name: str, value: Any, maximum: int = ...) -> int:

@@ -56,6 +56,7 @@ from typing import (Any, Awaitable, Callable, Deque, Generator, Iterable, List, 
 
 from . import endpoint as _endpoint
 from ._impl import core as _default_core
+from ._interface import AsyncWindow
 from ._shared import set_keepalive
 from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAULT_TTR,
                        DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, NOTHING, PUT, RELEASE,
@@ -113,10 +114,10 @@ _Entry = Union[_Single, _Chunk]
 # Connection._waiters, in turn, wait for room in the window:
 #   (fut, size)                   a wait for room (_admit): ``fut`` gets True when it
 #                                 is granted (and counted), False after a break
-#   (fut, size, cmd, arg, data)   a caller's command, written by _wake when it fits;
+#   (fut, size, cmd, arg, data)   a caller's command, written by Window.wake when it fits;
 #                                 ``fut`` then gets its result. A break first: _send's
 #                                 future gets _NotWritten (_send retries or refuses),
-#                                 _run's _Call the ConnectionBroken of _refusal
+#                                 Window.run's _Call the ConnectionBroken of _refusal
 _Waiter = Tuple[Any, ...]
 
 
@@ -273,7 +274,14 @@ class Connection(Commands, YamlOption):
                  keepalive_count: Optional[int] = 3, auto_reconnect: bool = False,
                  ssl: _endpoint.SSLArg = None, server_hostname: Optional[str] = None,
                  core: Any = None) -> None:
-        self._timer: Optional[asyncio.TimerHandle] = None
+        self._impl = _default_core if core is None else core
+        # the write side (counts, pending entries, waiters, deadline, broken)
+        # lives in the core's Window; Commands runs each call as self._run
+        w: AsyncWindow = self._impl.Window(_Call, self._arm, BATCH_WINDOW, BATCH_BYTES, RESERVED)
+        self._w = w
+        self._run: Callable[..., Any] = w.run
+        self._pending: Deque[_Entry] = w.pending
+        self._waiters: Deque[_Waiter] = w.waiters
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
         check_keepalive = _endpoint.check_keepalive
@@ -283,7 +291,6 @@ class Connection(Commands, YamlOption):
         self._ssl_context, self.server_hostname = _endpoint.tls_settings(
             ssl, server_hostname, unix_socket)
         self._set_yaml(parse_yaml)
-        self._impl = _default_core if core is None else core
         self._encode_put = self._impl.encode_put
         self._job_type: Callable[..., Job] = Job
         self.host = host
@@ -295,23 +302,24 @@ class Connection(Commands, YamlOption):
         self._using = DEFAULT_TUBE_NAME
         self._watching: List[str] = [DEFAULT_TUBE_NAME]
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._loop_thread = -1             # the thread that runs _loop
-        self._transport: Optional[asyncio.Transport] = None
         self._proto: Optional[_Protocol] = None
-        self._broken: Optional[str] = "not connected"
         self._epoch = 0                    # counts breaks: a wait for room is void after one
-        self._pending: Deque[_Entry] = collections.deque()
-        self._count = 0                    # commands written, unanswered (incl. housekeeping)
-        self._bytes = 0                    # their bytes
-        self._waiters: Deque[_Waiter] = collections.deque()
-        self._out: List[bytes] = []         # written this loop iteration, not yet flushed
-        self._progress = 0.0               # when the reply stream last moved
         self._revive_lock: Optional[asyncio.Lock] = None
 
     @property
     def broken(self) -> Optional[str]:
         """Why the connection is unusable, or None."""
-        return self._broken
+        return self._w.broken
+
+    @property
+    def auto_reconnect(self) -> bool:
+        """Whether a broken connection is reconnected by the next call (see
+        the module docstring for what is sent again)."""
+        return self._w.auto_reconnect
+
+    @auto_reconnect.setter
+    def auto_reconnect(self, on: bool) -> None:
+        self._w.auto_reconnect = bool(on)
 
     @property
     def connect_timeout(self) -> Optional[float]:
@@ -327,16 +335,17 @@ class Connection(Commands, YamlOption):
     def socket_timeout(self) -> Optional[float]:
         """The read deadline of every command; a new value applies at once
         (to the command waiting at the head, and every later one)."""
-        return self._socket_timeout
+        return self._w.timeout
 
     @socket_timeout.setter
     def socket_timeout(self, seconds: Optional[float]) -> None:
-        self._socket_timeout = _endpoint.check_timeout("socket_timeout", seconds)
-        if self._timer is not None:        # armed with the old value
-            self._timer.cancel()
-            self._timer = None
-            if self._pending and self._socket_timeout is not None:
-                self._arm()
+        w = self._w
+        w.timeout = _endpoint.check_timeout("socket_timeout", seconds)
+        if w.timer is not None:            # armed with the old value
+            w.timer.cancel()
+            w.timer = None
+        if self._pending and w.timeout is not None:
+            self._arm()                    # armed whenever anything is pending
 
     @property
     def _address(self) -> str:
@@ -348,8 +357,8 @@ class Connection(Commands, YamlOption):
         and the watch list; SocketError on failure (a failed TLS handshake
         says why, and nothing was sent)."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._loop_thread = _get_ident()
+        self._loop = self._w.loop = loop
+        self._w.thread = _get_ident()
         reader = self._impl.Reader()
 
         def factory() -> _Protocol:
@@ -369,11 +378,11 @@ class Connection(Commands, YamlOption):
             set_keepalive(sock, *self.keepalive)
         if self._ssl_context is not None:
             transport = await self._start_tls(transport, proto, self._ssl_context)
-        self._transport, self._proto = transport, proto
+        self._w.transport, self._proto = transport, proto
         self._pending.clear()
-        self._out.clear()
-        self._count = self._bytes = 0
-        self._broken = None
+        self._w.out.clear()
+        self._w.count = self._w.nbytes = 0
+        self._w.broken = None
         self._closed = False
         if self._ssl_context is not None:
             # TLS 1.3: a server refuses a client certificate after the
@@ -408,11 +417,11 @@ class Connection(Commands, YamlOption):
         closed (also under ``auto_reconnect``) until ``connect()`` or
         ``reconnect()``."""
         self._closed = True
-        transport, proto = self._transport, self._proto
+        transport, proto = self._w.transport, self._proto
         if transport is None or proto is None:
             return
-        if self._broken is None:
-            self._flush()
+        if self._w.broken is None:
+            self._w.flush()
             transport.write(b"quit\r\n")
             self._break("closed", abort=False)
         else:
@@ -435,63 +444,22 @@ class Connection(Commands, YamlOption):
         await self.close()
 
     # -- writing -----------------------------------------------------------------
-    def _has_room(self, size: int) -> bool:
-        return self._count < BATCH_WINDOW and (
-            self._count == 0 or self._bytes + size <= BATCH_BYTES)
-
     def _call(self, cmd: Command, data: bytes, arg: Any) -> "asyncio.Future[Any]":
         """Write one command now, whatever the window (connecting); the future
         of its result."""
         fut = self._loop.create_future()
-        self._count += 1
-        self._bytes += len(data)
-        self._enqueue((fut, cmd, arg, len(data)), data)
+        self._w.count += 1
+        self._w.nbytes += len(data)
+        self._w.enqueue((fut, cmd, arg, len(data)), data, False)
         return fut
-
-    def _enqueue(self, entry: _Entry, data: bytes) -> None:
-        """Append ``entry`` (its room counted) to the pending ones and write
-        ``data``: at once when nothing is pending or queued (a lone command,
-        a batch's chunk), else queued, so that what is issued in one loop
-        iteration goes out in one write."""
-        pending = self._pending
-        if not pending:
-            self._progress = self._loop.time()
-            pending.append(entry)
-            self._write(data, True)
-        else:
-            pending.append(entry)
-            self._write(data, isinstance(entry, _Chunk))
-
-    def _write(self, data: bytes, now: bool) -> None:
-        """Write ``data`` after what is queued: at once when nothing is
-        queued and ``now``, else queued to go out in one write at the end of
-        this loop iteration."""
-        out = self._out
-        if out:
-            out.append(data)
-        elif now:
-            assert self._transport is not None
-            self._transport.write(data)
-        else:
-            out.append(data)
-            self._loop.call_soon(self._flush)
-        if self._timer is None and self._socket_timeout is not None:
-            self._arm()
-
-    def _flush(self) -> None:
-        out = self._out
-        if out and self._broken is None:
-            assert self._transport is not None
-            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
-        out.clear()
 
     def _housekeeping(self, data: bytes, callback: Callable[[Any], None]) -> None:
         """Write a command of the connection's own; ``callback`` gets its reply."""
-        if self._broken is not None:
+        if self._w.broken is not None:
             return
-        self._count += 1
-        self._bytes += len(data)
-        self._enqueue((None, STATS_JOB_DICT, callback, len(data)), data)
+        self._w.count += 1
+        self._w.nbytes += len(data)
+        self._w.enqueue((None, STATS_JOB_DICT, callback, len(data)), data, False)
 
     def _refusal(self) -> ConnectionBroken:
         """Why a command is not written on this broken connection (no
@@ -499,7 +467,7 @@ class Connection(Commands, YamlOption):
         if self._closed:
             return ConnectionBroken("connection was closed by close(); "
                                     "call connect() or reconnect()")
-        return ConnectionBroken("connection is broken (%s); call reconnect()" % self._broken)
+        return ConnectionBroken("connection is broken (%s); call reconnect()" % self._w.broken)
 
     async def _admit(self, size: int) -> None:
         """Wait until a command of ``size`` bytes may be written (its room is
@@ -507,18 +475,18 @@ class Connection(Commands, YamlOption):
         once: broken again before the command went out is ConnectionBroken."""
         revived = False
         while True:
-            if self._broken is not None:
+            if self._w.broken is not None:
                 if self._closed or not self.auto_reconnect:
                     raise self._refusal()
                 if revived:
                     raise ConnectionBroken("reconnect failed: the new connection broke "
-                                           "at once (%s)" % self._broken)
+                                           "at once (%s)" % self._w.broken)
                 revived = True
                 await self._revive()
                 continue
-            if not self._waiters and self._has_room(size):
-                self._count += 1
-                self._bytes += size
+            if not self._waiters and self._w.has_room(size):
+                self._w.count += 1
+                self._w.nbytes += size
                 return
             epoch = self._epoch
             fut: "asyncio.Future[bool]" = self._loop.create_future()
@@ -527,47 +495,18 @@ class Connection(Commands, YamlOption):
                 granted = await fut
             except asyncio.CancelledError:
                 if fut.done() and not fut.cancelled() and fut.result() and self._epoch == epoch:
-                    self._count -= 1           # room granted but not used: pass it on
-                    self._bytes -= size
-                    self._wake()
+                    self._w.count -= 1           # room granted but not used: pass it on
+                    self._w.nbytes -= size
+                    self._w.wake()
                 raise
-            if granted and self._epoch == epoch and self._broken is None:
+            if granted and self._epoch == epoch and self._w.broken is None:
                 return
-
-    def _wake(self) -> None:
-        """Grant room to the waiters it now fits, in order: a caller's command
-        is written (all of them in one write), a wait for room is woken."""
-        waiters = self._waiters
-        pending = self._pending
-        out: List[bytes] = []
-        count, nbytes = self._count, self._bytes     # _has_room's test, inline
-        while waiters:
-            waiter = waiters[0]
-            fut, size = waiter[0], waiter[1]
-            if fut.done():                     # cancelled: nothing is sent
-                waiters.popleft()
-                continue
-            if count >= BATCH_WINDOW or (count and nbytes + size > BATCH_BYTES):
-                break
-            waiters.popleft()
-            count += 1
-            nbytes += size
-            if len(waiter) == 2:
-                fut.set_result(True)           # its callback runs later: counted below
-                continue
-            if not pending:
-                self._progress = self._loop.time()
-            pending.append((fut, waiter[2], waiter[3], size))
-            out.append(waiter[4])
-        self._count, self._bytes = count, nbytes
-        if out:
-            self._write(out[0] if len(out) == 1 else b"".join(out), True)
 
     async def _revive(self) -> None:
         if self._revive_lock is None:
             self._revive_lock = asyncio.Lock()
         async with self._revive_lock:
-            if self._broken is not None and not self._closed:
+            if self._w.broken is not None and not self._closed:
                 try:
                     await self.reconnect()
                 except ConnectionBroken:
@@ -575,49 +514,6 @@ class Connection(Commands, YamlOption):
                 except SocketError as exc:
                     # nothing of the caller's command was sent
                     raise ConnectionBroken("reconnect failed: %s" % (exc,)) from exc
-
-    def _run(self, conn: Any, cmd: Command, data: bytes, arg: Any = None) -> Any:
-        """The call's awaitable. In the thread of the connection's loop and
-        healthy: with room and nobody waiting (and not a command
-        auto_reconnect would send again), the command is written now: while
-        others are pending, its result future is returned (a _Call, also a
-        coroutine: gather needs no Task per call), else (idle: the
-        sequential case, where a plain future is cheaper for the awaiting
-        Task) or for a reserve, the coroutine _wait on it; without room (and
-        without auto_reconnect), a _Call too, queued for _wake to write in
-        its turn. Otherwise the coroutine _send, which waits for room,
-        reconnects and retries."""
-        if self._broken is None and _get_ident() == self._loop_thread:
-            size = len(data)
-            count = self._count
-            loop = self._loop
-            if (not self._waiters
-                    and (count == 0 or (count < BATCH_WINDOW and self._bytes + size <= BATCH_BYTES))
-                    and not (cmd[7] and self.auto_reconnect)):     # cmd.safe
-                if count == 0:                 # idle: _enqueue's path for a lone command
-                    fut = loop.create_future()
-                    self._count = 1
-                    self._bytes = size
-                    self._progress = loop.time()
-                    self._pending.append((fut, cmd, arg, size))
-                    self._transport.write(data)    # type: ignore[union-attr]  # not broken
-                    if self._timer is None and self._socket_timeout is not None:
-                        self._arm()
-                    return self._wait(fut)
-                self._count = count + 1
-                self._bytes += size
-                if cmd[1] == RESERVED:
-                    fut = loop.create_future()
-                    self._enqueue((fut, cmd, arg, size), data)
-                    return self._wait(fut)
-                call = _Call(loop=loop)
-                self._enqueue((call, cmd, arg, size), data)
-                return call
-            if cmd[1] != RESERVED and not self.auto_reconnect:
-                call = _Call(loop=loop)        # no room: written by _wake in its turn
-                self._waiters.append((call, size, cmd, arg, data))
-                return call
-        return self._send(cmd, data, arg)
 
     async def _wait(self, fut: "asyncio.Future[Any]") -> Any:
         """The result of a command written already; cancelled, a job it
@@ -636,17 +532,16 @@ class Connection(Commands, YamlOption):
         while True:
             size = len(data)
             fut = self._loop.create_future()
-            count = self._count
-            if self._broken is not None:
+            w = self._w
+            if w.broken is not None:
                 await self._admit(size)        # reconnects, or ConnectionBroken
-                self._enqueue((fut, cmd, arg, size), data)
-            elif self._waiters or count >= BATCH_WINDOW or (
-                    count and self._bytes + size > BATCH_BYTES):
-                self._waiters.append((fut, size, cmd, arg, data))   # _wake writes it in turn
-            else:                              # idle too: _enqueue writes a lone command at once
-                self._count = count + 1
-                self._bytes += size
-                self._enqueue((fut, cmd, arg, size), data)
+                w.enqueue((fut, cmd, arg, size), data, False)
+            elif self._waiters or not w.has_room(size):
+                self._waiters.append((fut, size, cmd, arg, data))   # w.wake writes it in turn
+            else:                              # idle too: enqueue writes a lone command at once
+                w.count += 1
+                w.nbytes += size
+                w.enqueue((fut, cmd, arg, size), data, False)
             try:
                 return await fut
             except asyncio.CancelledError:
@@ -665,7 +560,7 @@ class Connection(Commands, YamlOption):
 
     # -- reading -------------------------------------------------------------------
     def _received(self, proto: _Protocol, nbytes: int) -> None:
-        if proto is not self._proto or self._broken is not None:
+        if proto is not self._proto or self._w.broken is not None:
             return
         reader = proto.reader
         reader.buffer_updated(nbytes)
@@ -679,8 +574,8 @@ class Connection(Commands, YamlOption):
                     # by success with a value or nothing as their result
                     taken, nbytes, reply = settle(pending)
                     if taken:
-                        self._count -= taken
-                        self._bytes -= nbytes
+                        self._w.count -= taken
+                        self._w.nbytes -= nbytes
                     if reply is None:
                         break
                 entry = pending[0] if pending else None
@@ -693,13 +588,13 @@ class Connection(Commands, YamlOption):
             self._break("unexpected response: %s" % (exc,), head=exc)
             return
         if pending:                          # the stream moved (idle: the next write sets it)
-            self._progress = self._loop.time()
+            self._w.progress = self._loop.time()
         # waiters get room once half the window is free (or all of it): a few
         # large writes instead of one small write per reply read
-        if self._waiters and (not pending or (self._count <= _LOW_COUNT
-                                              and self._bytes <= _LOW_BYTES)):
-            self._wake()
-        if self._timer is None and self._pending and self._socket_timeout is not None:
+        if self._waiters and (not pending or (self._w.count <= _LOW_COUNT
+                                              and self._w.nbytes <= _LOW_BYTES)):
+            self._w.wake()
+        if self._w.timer is None and self._pending and self._w.timeout is not None:
             self._arm()
 
     def _deliver(self, reply: Any) -> None:
@@ -709,8 +604,8 @@ class Connection(Commands, YamlOption):
         if not pending:
             raise UnexpectedResponse("reply %r with no command waiting" % (reply[0],))
         fut, cmd, arg, size = pending.popleft()   # type: ignore[misc]
-        self._count -= 1
-        self._bytes -= size
+        self._w.count -= 1
+        self._w.nbytes -= size
         status, value, body = reply
         if fut is None:
             arg(reply)
@@ -762,8 +657,8 @@ class Connection(Commands, YamlOption):
                 reply = reader.next_reply()
             if reply is None:
                 break
-        self._count -= i - first
-        self._bytes -= sum(sizes[first:i])
+        self._w.count -= i - first
+        self._w.nbytes -= sum(sizes[first:i])
         if i < end:
             return None
         self._pending.popleft()
@@ -798,13 +693,13 @@ class Connection(Commands, YamlOption):
 
     # -- faults ----------------------------------------------------------------------
     def _arm(self) -> None:
-        assert self._socket_timeout is not None
-        self._timer = self._loop.call_at(self._progress + self._socket_timeout, self._deadline)
+        assert self._w.timeout is not None
+        self._w.timer = self._loop.call_at(self._w.progress + self._w.timeout, self._deadline)
 
     def _deadline(self) -> None:
         """The read deadline's check: break when the head call waited too long."""
-        self._timer = None
-        if self._broken is not None or not self._pending or self.socket_timeout is None:
+        self._w.timer = None
+        if self._w.broken is not None or not self._pending or self.socket_timeout is None:
             return
         head = self._pending[0]
         if isinstance(head, _Chunk):
@@ -814,30 +709,31 @@ class Connection(Commands, YamlOption):
             extra = head[1].extra(head[2]) if head[0] is not None else 0.0
         if extra is None:
             return                     # waits indefinitely; armed again when the head moves
-        deadline = self._progress + self.socket_timeout + extra
+        deadline = self._w.progress + self.socket_timeout + extra
         if self._loop.time() >= deadline:
             self._break("socket error: timed out")
         else:
-            self._timer = self._loop.call_at(deadline, self._deadline)
+            self._w.timer = self._loop.call_at(deadline, self._deadline)
 
     def _break(self, reason: str, head: Optional[BaseException] = None,
                cause: Optional[BaseException] = None, abort: bool = True) -> None:
         """Mark the connection broken and fail every pending caller at once
         (the first with ``head`` when given, the others with SocketError)."""
-        if self._broken is not None:
+        if self._w.broken is not None:
             return
-        self._broken = reason
+        self._w.broken = reason
         self._epoch += 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._transport is not None:
+        if self._w.timer is not None:
+            self._w.timer.cancel()
+            self._w.timer = None
+        if self._w.transport is not None:
             if abort:
-                self._transport.abort()
+                self._w.transport.abort()
             else:
-                self._transport.close()
-        pending, self._pending = self._pending, collections.deque()
-        self._count = self._bytes = 0
+                self._w.transport.close()
+        pending = list(self._pending)      # the window's own deques stay
+        self._pending.clear()
+        self._w.count = self._w.nbytes = 0
         for i, entry in enumerate(pending):
             fut = entry.fut if isinstance(entry, _Chunk) else entry[0]
             if fut is None or fut.done():
@@ -851,13 +747,14 @@ class Connection(Commands, YamlOption):
                 err = SocketError("%s; %s" % (reason, lost) if lost else reason)
                 err.__cause__ = cause
                 fut.set_exception(err)
-        waiters, self._waiters = self._waiters, collections.deque()
+        waiters = list(self._waiters)
+        self._waiters.clear()
         for waiter in waiters:
             wfut = waiter[0]
             if not wfut.done():
                 if len(waiter) == 2:
                     wfut.set_result(False)
-                elif wfut.__class__ is _Call:  # _run's: nobody would write it again
+                elif wfut.__class__ is _Call:  # Window.run's: nobody would write it again
                     wfut.set_exception(self._refusal())
                 else:
                     wfut.set_exception(_NotWritten())
@@ -892,15 +789,15 @@ class Connection(Commands, YamlOption):
                     if data is None:
                         break
                 size = len(data)
-                if self._broken is None and not self._waiters and self._has_room(size):
-                    self._count += 1
-                    self._bytes += size
+                if self._w.broken is None and not self._waiters and self._w.has_room(size):
+                    self._w.count += 1
+                    self._w.nbytes += size
                 else:
                     await self._admit(size)
                 out, sizes = [data], [size]
                 data = None
                 if not self._waiters:             # as many more as fit now
-                    count, nbytes = self._count, self._bytes
+                    count, nbytes = self._w.count, self._w.nbytes
                     try:
                         for data in items:
                             size = len(data)
@@ -915,13 +812,13 @@ class Connection(Commands, YamlOption):
                     except Exception as exc:
                         deferred = exc
                         data = None
-                    self._count, self._bytes = count, nbytes
+                    self._w.count, self._w.nbytes = count, nbytes
                 chunk = _Chunk(self._loop.create_future(), cmd,
                                None if isinstance(kinds, Command)
                                else kinds[written:written + len(sizes)], sizes)
                 written += len(sizes)
                 chunks.append(chunk)
-                self._enqueue(chunk, out[0] if len(out) == 1 else b"".join(out))
+                self._w.enqueue(chunk, out[0] if len(out) == 1 else b"".join(out), True)
                 if deferred is not None:
                     break
             results: List[Any] = []
@@ -980,7 +877,7 @@ class Connection(Commands, YamlOption):
                 rounds.take(results)
         except asyncio.CancelledError:
             for job in rounds.jobs:                   # nobody will get them: release them
-                if job.reserved and self._broken is None:
+                if job.reserved and self._w.broken is None:
                     self._release(job.jid)
             raise
         except BaseException as exc:

@@ -299,7 +299,7 @@ def test_keepalive_options_applied(arun):
 
     async def body(connect):
         c = await connect(keepalive_idle=33, keepalive_interval=7, keepalive_count=4)
-        sock = c._transport.get_extra_info("socket")
+        sock = c._w.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):

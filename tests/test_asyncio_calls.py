@@ -94,7 +94,7 @@ def test_cancelled_task_over_a_written_call_keeps_the_connection_in_step(arun, t
         jid = await c.put("next")                          # gets its own reply
         assert (await c.peek(jid)).body == "next"
         assert await _ready(c, tube) == 2                  # the cancelled put was sent
-        assert c._count == 0
+        assert c._w.count == 0
     arun(body)
 
 
@@ -139,14 +139,14 @@ def test_calls_beyond_the_window_wait_in_turn_without_a_task_each(arun, tube):
         loop.set_task_factory(counting)
         try:
             calls = [c.put(str(i)) for i in range(1500)]   # 512 written, 988 wait their turn
-            assert c._count == 512 and len(c._waiters) == 988
+            assert c._w.count == 512 and len(c._waiters) == 988
             ids = await asyncio.gather(*calls)
         finally:
             loop.set_task_factory(default_factory)
         # a Task for the first call only (idle, it was a coroutine): none for the rest
         assert [coro.__qualname__ for coro in made] == ["Connection._wait"]
         assert ids == sorted(ids) and len(set(ids)) == 1500
-        assert c._count == 0 and not c._waiters
+        assert c._w.count == 0 and not c._waiters
     arun(body)
 
 
@@ -160,7 +160,7 @@ def test_a_waiting_call_cancelled_before_its_turn_sends_nothing(arun, tube):
         assert all(isinstance(o, int) for o in outcomes[:550])
         assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[550:])
         assert await _ready(c, tube) == 550
-        assert c._count == 0
+        assert c._w.count == 0
     arun(body)
 
 

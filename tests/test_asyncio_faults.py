@@ -162,12 +162,12 @@ def test_window_bound_and_cancel_before_write(arun_fake, fake_server):
         tasks = [asyncio.ensure_future(c.peek(i + 1)) for i in range(600)]
         late = asyncio.ensure_future(c.peek(999999))
         await asyncio.sleep(0.1)
-        assert c._count == 512
+        assert c._w.count == 512
         late.cancel()
         assert await asyncio.gather(*tasks) == [None] * 600
         with pytest.raises(asyncio.CancelledError):
             await late
-        assert c._count == 0
+        assert c._w.count == 0
     arun_fake(body, guard=20)
     assert seen["first"] == 512 and seen["quiet"] and seen["quiet2"]
     assert b"peek 999999" not in seen["lines"]

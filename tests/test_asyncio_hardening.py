@@ -129,6 +129,21 @@ def test_socket_timeout_assigned_while_waiting(arun_fake, fake_server):
     arun_fake(body, guard=20)
 
 
+def test_socket_timeout_assigned_while_waiting_without_one(arun_fake, fake_server):
+    # no deadline was armed (None): the new value applies to the waiting call
+    srv = fake_server(_answer_once_then_silent)
+
+    async def body(connect):
+        c = await connect(port=srv.port, socket_timeout=None)
+        await c.using()
+        pending = asyncio.ensure_future(c.stats())
+        await asyncio.sleep(0.1)
+        c.socket_timeout = 0.3
+        with pytest.raises(SocketError, match="timed out"):
+            await pending
+    arun_fake(body, guard=20)
+
+
 def test_socket_timeout_assignment_validated(arun):
     async def body(connect):
         c = await connect(socket_timeout=5)

@@ -35,7 +35,7 @@ def arun_tls(loop_name, core):
 def test_valid_certificate_roundtrip(arun_tls, tunnel, tube):
     async def body(open_):
         c = await open_(tunnel.ports["valid"], ssl=tunnel.context())
-        assert c._transport.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+        assert c._w.transport.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
         await c.use(tube)
         await c.watch(tube)
         jid = await c.put(b"\x00over tls\r\n" * 1000)
@@ -148,14 +148,14 @@ def test_reconnect_and_auto_reconnect_over_tls(arun_tls, tunnel, tube):
         await c.use(tube)
         await c.watch(tube)
         await c.ignore("default")
-        first = c._transport
+        first = c._w.transport
         await c.reconnect()
-        assert c._transport is not first
-        assert c._transport.get_extra_info("ssl_object") is not None
+        assert c._w.transport is not first
+        assert c._w.transport.get_extra_info("ssl_object") is not None
         assert (await c.using(), await c.watching()) == (tube, [tube])
-        c._transport.abort()                 # lost under us: reconnected over TLS
+        c._w.transport.abort()                 # lost under us: reconnected over TLS
         assert await c.watching() == [tube]
-        assert c._transport.get_extra_info("ssl_object") is not None
+        assert c._w.transport.get_extra_info("ssl_object") is not None
         await c.close()
         with pytest.raises(ConnectionBroken, match="closed by close"):
             await c.using()
@@ -178,7 +178,7 @@ def test_from_url_beanstalks_with_files(arun_tls, tunnel, core, tube):
 
     async def body(open_):
         async with bsa.from_url(url, core=core) as c:
-            assert isinstance(c._transport.get_extra_info("ssl_object"), ssl.SSLObject)
+            assert isinstance(c._w.transport.get_extra_info("ssl_object"), ssl.SSLObject)
             assert c.socket_timeout == 5.0
             assert (await c.using(), await c.watching()) == (tube, [tube])
             jid = await c.put("via url")
