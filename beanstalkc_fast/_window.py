@@ -190,7 +190,9 @@ class Window:
         if self.broken is None and get_ident() == self.thread:
             size = len(data)
             plain = count == 0 or command[1] == self._reserved      # Command.kind
-            if (not self.waiters and self.has_room(size)
+            if (not self.waiters
+                    and (count == 0 or (count < self._limit       # has_room, inline
+                                        and self.nbytes + size <= self._max_bytes))
                     and not (command[7] and self.auto_reconnect)):   # Command.safe
                 self.count = count + 1
                 self.nbytes += size
