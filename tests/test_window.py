@@ -1,13 +1,15 @@
-"""The windowed pipeline driver, ``_window.run_window``: one source, imported
-by the twin and compiled into the Cython core. Both builds are driven here
-without IO, against a simulated server, and must do exactly the same."""
+"""The windows of ``_window.py``: the blocking pipeline driver ``run_window``
+and the asyncio connection's ``Window``, one source imported by the twin and
+compiled into the Cython core. Both builds are driven here without IO,
+against a simulated server or loop, and must do exactly the same."""
 
 import inspect
+import threading
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from beanstalkc_fast import _window
+from beanstalkc_fast import _window, commands
 
 
 def _drivers():
@@ -98,3 +100,183 @@ def test_the_cython_core_runs_this_very_source():
     # compared cleaned: Python 3.13 strips a docstring's indentation when compiling
     assert inspect.cleandoc(_protocol.run_window.__doc__) == \
         inspect.cleandoc(_window.run_window.__doc__)
+
+
+# -- the asyncio connection's write side, _window.Window ------------------------------
+
+def _windows():
+    windows = [pytest.param(_window.Window, id="interpreted")]
+    try:
+        from beanstalkc_fast import _protocol
+    except ImportError:
+        pass
+    else:
+        windows.append(pytest.param(_protocol.Window, id="compiled"))
+    return windows
+
+
+class _Fut:
+    """A future as far as Window uses one: made by the loop ("plain") or
+    by the call type ("call")."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.cancelled = False
+
+    def done(self):
+        return self.cancelled
+
+
+class _Loop:
+    def __init__(self):
+        self.soon = []
+        self.now = 0.0
+
+    def time(self):
+        self.now += 1.0
+        return self.now
+
+    def call_soon(self, callback):
+        self.soon.append(callback)
+
+    def create_future(self):
+        return _Fut("plain")
+
+
+class _Transport:
+    def __init__(self):
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(data)
+
+
+class _Conn:
+    """The connection's side of Window.run: a coroutine it returns is
+    recorded as a tuple."""
+
+    def _wait(self, fut):
+        return ("wait", fut)
+
+    def _send(self, cmd, data, arg):
+        return ("send", data)
+
+
+_COMMANDS = [commands.PUT, commands.DELETE, commands.RESERVE_TIMEOUT, commands.STATS]
+_LIMIT, _MAX_BYTES = 6, 120
+_OTHER = st.one_of(
+    st.tuples(st.just("answer"), st.integers(1, 4)),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("cancel"), st.integers(0, 10)),
+    st.tuples(st.just("reset")),                     # a break, then a new connection
+    st.tuples(st.just("broken"), st.integers(0, len(_COMMANDS) - 1)),   # a call meanwhile
+    st.tuples(st.just("elsewhere"), st.integers(0, len(_COMMANDS) - 1)),  # from another thread
+    st.tuples(st.just("reconnecting"), st.booleans()))
+
+
+@st.composite
+def _op(draw):
+    """Mostly calls (the window fills and waiters queue), small or large
+    (the count or the bytes bind), else one of _OTHER."""
+    if draw(st.integers(0, 9)) < 6:
+        return ("call", draw(st.integers(0, len(_COMMANDS) - 1)),
+                draw(st.integers(2, 12) | st.integers(2, 60)))
+    return draw(_OTHER)
+
+
+_OPS = st.lists(_op(), min_size=20, max_size=80)
+
+
+def _drive(window_type, ops):
+    """Run ``ops`` on a Window of ``window_type`` the way asyncio.Connection
+    does; the trace of what it returned and wrote, checking the window's
+    invariants after each step."""
+    loop, transport, conn = _Loop(), _Transport(), _Conn()
+    arms = []
+    w = window_type(lambda loop: _Fut("call"), lambda: arms.append(w.progress),
+                    _LIMIT, _MAX_BYTES, commands.RESERVED)
+    w.loop, w.thread, w.transport = loop, threading.get_ident(), transport
+    w.timeout, w.broken = 5.0, None
+    written, entries, trace = [], [], []
+    for n, op in enumerate(ops):
+        if op[0] in ("call", "broken", "elsewhere"):
+            cmd, size = _COMMANDS[op[1]], op[2] if op[0] == "call" else 5
+            data = b"%d" % n + b"x" * (size - 1)
+            if op[0] == "broken":
+                w.broken = "broken"
+            elif op[0] == "elsewhere":
+                w.thread = -1
+            got = w.run(conn, cmd, data, None)
+            w.broken, w.thread = None, threading.get_ident()
+            if op[0] != "call":
+                assert got == ("send", data)
+            if isinstance(got, tuple):
+                trace.append((got[0], got[1].kind if got[0] == "wait" else got[1]))
+            else:
+                trace.append(("call", got in [x[0] for x in w.waiters]))
+        elif op[0] == "answer":          # as _received: replies pop the head entries
+            for _ in range(min(op[1], len(w.pending))):
+                w.pending.popleft()
+                w.count -= 1
+                w.nbytes -= entries.pop(0)
+            if w.waiters and (not w.pending or w.count <= _LIMIT // 2):
+                w.wake()
+            w.timer = None if not w.pending else w.timer
+        elif op[0] == "flush":
+            for callback in loop.soon:
+                callback()
+            loop.soon.clear()
+        elif op[0] == "cancel":
+            if op[1] < len(w.waiters):
+                w.waiters[op[1]][0].cancelled = True
+        elif op[0] == "reset":           # as _break, then connect()
+            w.pending.clear()
+            w.waiters.clear()
+            w.out.clear()
+            w.count = w.nbytes = 0
+            entries.clear()
+            w.timer = None
+        else:
+            w.auto_reconnect = op[1]
+        # everything appended to pending was written (or queued) in that order
+        new = [e[3] for e in list(w.pending)[len(entries):]]
+        entries.extend(new)
+        assert w.count == len(w.pending) == len(entries)
+        assert w.nbytes == sum(entries)
+        assert w.count <= _LIMIT and (w.count <= 1 or w.nbytes <= _MAX_BYTES)
+        assert not any(e[0].cancelled for e in w.pending)   # cancelled waiting: never sent
+        if w.timer is None and w.pending and arms:
+            w.timer = "armed"
+        trace.append((w.count, w.nbytes, len(w.waiters), tuple(transport.writes),
+                      tuple(w.out), len(arms)))
+        written = transport.writes
+    return trace, written
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=_OPS)
+def test_asyncio_window_builds_agree(ops):
+    """Both builds of Window (the twin's, and the Cython core's compiled
+    from the same source) return and write exactly the same."""
+    traces = [_drive(p.values[0], ops) for p in _windows()]
+    assert all(t == traces[0] for t in traces[1:])
+
+
+@pytest.mark.parametrize("window_type", _windows())
+def test_asyncio_window_decides_each_call(window_type):
+    ops = [("call", 0, 11),              # 0 idle: written at once, a plain future and _wait
+           ("call", 0, 11),              # 1 others pending: a call, queued for one write
+           ("call", 2, 11),              # 2 a reserve: a plain future and _wait, queued
+           ("flush",)] + [("call", 0, 31)] * 4 + [  # 4-7: 120 bytes fit 5 commands
+           ("answer", 4),                # 8: half free: the waiters are written, in order
+           ("elsewhere", 0),             # 9: from another thread: _send
+           ("broken", 0),                # 10: on a broken connection: _send
+           ("reconnecting", True), ("call", 3, 11)]  # 12: safe to repeat: _send
+    trace, written = _drive(window_type, ops)
+    calls = [t for t in trace if isinstance(t[0], str)]
+    assert calls[:3] == [("wait", "plain"), ("call", False), ("wait", "plain")]
+    assert calls[3:7] == [("call", False)] * 2 + [("call", True)] * 2   # True: waits for room
+    assert calls[7:] == [("send", b"9xxxx"), ("send", b"10xxxx"), ("send", b"12" + b"x" * 10)]
+    assert written == [b"0" + b"x" * 10, b"1" + b"x" * 10 + b"2" + b"x" * 10]
+    out = trace[-1][4]                   # this iteration's one write, in call order
+    assert out == (b"4" + b"x" * 30, b"5" + b"x" * 30, b"6" + b"x" * 30 + b"7" + b"x" * 30)
