@@ -100,6 +100,11 @@ def test_the_cython_core_runs_this_very_source():
     # compared cleaned: Python 3.13 strips a docstring's indentation when compiling
     assert inspect.cleandoc(_protocol.run_window.__doc__) == \
         inspect.cleandoc(_window.run_window.__doc__)
+    assert _protocol.Window is not _window.Window
+    assert inspect.cleandoc(_protocol.Window.run.__doc__) == \
+        inspect.cleandoc(_window.Window.run.__doc__)
+    with pytest.raises(AttributeError):  # a C type: its fields are C fields, no __dict__
+        _protocol.Window(None, None, 1, 1, 2).anything = 1
 
 
 # -- the asyncio connection's write side, _window.Window ------------------------------
