@@ -120,13 +120,30 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+SERVER_PID: Optional[int] = None     # the worker's beanstalkd, whose CPU is counted too
+
+
+def _server_cpu() -> float:
+    """beanstalkd's user+system CPU seconds so far (clock ticks: 10 ms), or 0."""
+    if SERVER_PID is None:
+        return 0.0
+    try:
+        with open("/proc/%d/stat" % SERVER_PID) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime
+
+
 class _Timer:
-    """Accumulates wall and CPU time over possibly several timed segments."""
+    """Accumulates wall, CPU and the server's CPU time over possibly several
+    timed segments."""
 
     def __init__(self) -> None:
-        self.wall = self.cpu = 0.0
+        self.wall = self.cpu = self.server = 0.0
 
     def __enter__(self) -> "_Timer":
+        self._s0 = _server_cpu()
         self._c0 = _cpu()
         self._t0 = time.perf_counter()
         return self
@@ -136,6 +153,7 @@ class _Timer:
         c1 = _cpu()
         self.wall += t1 - self._t0
         self.cpu += c1 - self._c0
+        self.server += _server_cpu() - self._s0
 
 
 def _connect_core(impl: str, port: int, tube: str) -> Any:
@@ -434,7 +452,8 @@ def worker(impl: str, port: int, workload: str, n: int) -> None:
             return
         print(json.dumps({"impl": impl, "workload": workload, "n": n, "seconds": atimer.wall,
                           "ops_per_s": n / atimer.wall,
-                          "cpu_us_per_op": atimer.cpu / n * 1e6}))
+                          "cpu_us_per_op": atimer.cpu / n * 1e6,
+                          "server_cpu_us_per_op": atimer.server / n * 1e6}))
         return
     c = CONNECT[impl](impl, port, tube)
     if workload in BATCH_WORKLOADS and not _has_batch(c):
@@ -444,7 +463,8 @@ def worker(impl: str, port: int, workload: str, n: int) -> None:
     _drain(impl, c)  # leave the tube empty whatever happened
     c.close()
     print(json.dumps({"impl": impl, "workload": workload, "n": n, "seconds": timer.wall,
-                      "ops_per_s": n / timer.wall, "cpu_us_per_op": timer.cpu / n * 1e6}))
+                      "ops_per_s": n / timer.wall, "cpu_us_per_op": timer.cpu / n * 1e6,
+                      "server_cpu_us_per_op": timer.server / n * 1e6}))
 
 
 # ------------------------------------------------------------------------------------
@@ -568,8 +588,10 @@ Result = Dict[str, Any]
 
 
 class Runner:
-    def __init__(self, port: int, pin: bool, refclient: Optional[str]) -> None:
+    def __init__(self, port: int, pin: bool, refclient: Optional[str],
+                 server_pid: Optional[int] = None) -> None:
         self.port, self.pin, self.refclient = port, pin, refclient
+        self.server_pid = server_pid
         self.prefix, self.preexec = _pin_prefix(pin)
 
     def client_env(self, impl: str) -> Dict[str, str]:
@@ -608,6 +630,7 @@ class Runner:
             return {"skip": "no %s workload" % workload}
         return self._run([sys.executable, str(Path(__file__).resolve()), "--worker",
                           "--impl", client, "--port", str(self.port),
+                          "--server-pid", str(self.server_pid or 0),
                           "--workload", workload, "-n", str(n)], env=self.client_env(client))
 
     def check_impl(self, impl: str) -> Optional[str]:
@@ -667,8 +690,10 @@ def summarize(results: Dict[Tuple[str, str], List[Result]]) -> Cells:
     cells: Cells = {}
     for key, runs in results.items():
         if runs:
+            server = [r["server_cpu_us_per_op"] for r in runs if "server_cpu_us_per_op" in r]
             cells[key] = {"ops_per_s": statistics.median(r["ops_per_s"] for r in runs),
                           "cpu_us_per_op": statistics.median(r["cpu_us_per_op"] for r in runs),
+                          "server_cpu_us_per_op": statistics.median(server) if server else None,
                           "runs": runs}
     for (w, _cl), cell in cells.items():
         ref = cells.get((w, "C"))
@@ -679,8 +704,9 @@ def summarize(results: Dict[Tuple[str, str], List[Result]]) -> Cells:
 
 
 def table(cells: Cells, workloads: List[str], clients: List[str]) -> str:
-    out = ["| workload | client | ops/s | ratio to C | CPU µs/op | CPU ratio to C |",
-           "|---|---|---:|---:|---:|---:|"]
+    out = [("| workload | client | ops/s | ratio to C | CPU µs/op | CPU ratio to C "
+            "| server CPU µs/op |"),
+           "|---|---|---:|---:|---:|---:|---:|"]
     for w in workloads:
         for cl in clients:
             cell = cells.get((w, cl))
@@ -688,9 +714,10 @@ def table(cells: Cells, workloads: List[str], clients: List[str]) -> str:
                 continue
             ratio = "-" if cell["ratio"] is None else "%.2f" % cell["ratio"]
             cratio = "-" if cell["cpu_ratio"] is None else "%.2f" % cell["cpu_ratio"]
-            out.append("| %s | %s | %s | %s | %.1f | %s |" % (
+            server = cell.get("server_cpu_us_per_op")
+            out.append("| %s | %s | %s | %s | %.1f | %s | %s |" % (
                 w, cl, format(int(round(cell["ops_per_s"])), ","), ratio,
-                cell["cpu_us_per_op"], cratio))
+                cell["cpu_us_per_op"], cratio, "-" if server is None else "%.1f" % server))
     return "\n".join(out)
 
 
@@ -797,11 +824,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--impl", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workload", help=argparse.SUPPRESS)
     ap.add_argument("-n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
+        global SERVER_PID
+        SERVER_PID = args.server_pid or None
         return worker(args.impl, args.port, args.workload, args.n)
 
     if args.quick:
@@ -853,7 +883,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     results: Dict[Tuple[str, str], List[Result]] = {}
     try:
         proc, port = start_server(exe, args.pin)
-        runner = Runner(port, args.pin, refclient)
+        runner = Runner(port, args.pin, refclient, proc.pid)
         for impl in CORES:
             if impl in clients:
                 why = runner.check_impl(impl)
@@ -903,7 +933,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     async_part = ["", atable(cells, skipped, async_w, clients), "", ASYNC_LEGEND] if async_w else []
     md = "\n".join([head, "", table(cells, sync_w, clients)] + async_part + ["",
                     "Bodies are 100 bytes (put64k: 64 KiB), read as raw bytes (encoding=None). "
-                    "CPU = client user+sys over the timed section. Batch workloads use "
+                    "CPU = client user+sys over the timed section; server CPU = beanstalkd's "
+                    "user+sys over it (10 ms clock ticks; the C client's runs are not timed "
+                    "by this script). Batch workloads use "
                     "put_many / reserve_many(%d, timeout=0)+delete_many (C: pipelined, window %d). "
                     "Peers without a batch API have no batch rows." % (BATCH, BATCH)]
                    + ["- " + n for n in notes + failures]) + "\n"
