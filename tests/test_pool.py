@@ -175,7 +175,11 @@ def test_jobs_not_handed_out_go_back_with_priority(arun, core, three, tube):
                     break
             assert len(got) == 2
         async with bsa.Pool(three, core=core) as pool:   # close() gave them back
-            stats = await pool.stats_tube(tube)
+            for _ in range(100):               # once each server has read the quit
+                stats = await pool.stats_tube(tube)
+                if stats["current-jobs-reserved"] == 0:
+                    break
+                await asyncio.sleep(0.05)
             assert (stats["current-jobs-reserved"], stats["current-jobs-ready"]) == (0, 2)
     arun(main)
 
