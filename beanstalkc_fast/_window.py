@@ -18,6 +18,7 @@ try:
 except ImportError:  # pragma: no cover - interpreted without Cython installed
     class cython:  # type: ignore[no-redef]
         """What this module evaluates of Cython's names, as plain Python."""
+        compiled = False
         Py_ssize_t = int
         bint = bool
         double = float
@@ -29,10 +30,6 @@ except ImportError:  # pragma: no cover - interpreted without Cython installed
         @staticmethod
         def declare(ctype: Any, visibility: str = "private") -> Any:
             return None                    # a class attribute each instance sets
-
-        @staticmethod
-        def cast(ctype: Any, value: Any) -> Any:
-            return value
 
         @staticmethod
         def ccall(func: Any) -> Any:
@@ -183,7 +180,9 @@ class Window:
         (and without auto_reconnect), a ``call`` too, queued for ``wake`` to
         write in its turn. Otherwise the coroutine ``conn._send``, which
         waits for room, reconnects and retries."""
-        command: tuple = cython.cast(tuple, cmd)  # type: ignore[type-arg]  # indexed in C
+        # compiled, a C cast: the Command (a tuple subclass) is indexed in C;
+        # interpreted, cmd itself (Cython's own cast() costs a Python call)
+        command: tuple = cython.cast(tuple, cmd) if cython.compiled else cmd  # type: ignore[type-arg]
         count: cython.Py_ssize_t = self.count
         size: cython.Py_ssize_t
         plain: cython.bint
