@@ -12,15 +12,17 @@ from hypothesis import given, settings, strategies as st
 from beanstalkc_fast import _window, commands
 
 
-def _drivers():
-    drivers = [pytest.param(_window.run_window, id="interpreted")]
+def _builds(name):
+    """pytest params: ``name`` from the interpreted ``_window`` and, when it is
+    built, from the Cython core compiled from the same source."""
+    builds = [pytest.param(getattr(_window, name), id="interpreted")]
     try:
         from beanstalkc_fast import _protocol
     except ImportError:
         pass
     else:
-        drivers.append(pytest.param(_protocol.run_window, id="compiled"))
-    return drivers
+        builds.append(pytest.param(getattr(_protocol, name), id="compiled"))
+    return builds
 
 
 class Server:
@@ -59,7 +61,7 @@ def _commands(sizes, fail_at=None):
         yield b"x" * (size - 1) + b"\n"
 
 
-@pytest.mark.parametrize("run_window", _drivers())
+@pytest.mark.parametrize("run_window", _builds("run_window"))
 @settings(max_examples=150, deadline=None)
 @given(sizes=st.lists(st.integers(1, 300), max_size=200), window=st.integers(1, 40),
        max_bytes=st.integers(1, 2000), buffered=st.integers(0, 50),
@@ -84,7 +86,7 @@ def test_window_limits_and_order(run_window, sizes, window, max_bytes, buffered,
     assert server.most_bytes <= max(max_bytes, max(sizes, default=0))
 
 
-@pytest.mark.parametrize("run_window", _drivers())
+@pytest.mark.parametrize("run_window", _builds("run_window"))
 def test_window_is_topped_up_at_half(run_window):
     server = Server(buffered_per_read=1000)
     results = []
@@ -108,17 +110,6 @@ def test_the_cython_core_runs_this_very_source():
 
 
 # -- the asyncio connection's write side, _window.Window ------------------------------
-
-def _windows():
-    windows = [pytest.param(_window.Window, id="interpreted")]
-    try:
-        from beanstalkc_fast import _protocol
-    except ImportError:
-        pass
-    else:
-        windows.append(pytest.param(_protocol.Window, id="compiled"))
-    return windows
-
 
 class _Fut:
     """A future as far as Window uses one: made by the loop ("plain") or
@@ -263,11 +254,11 @@ def _drive(window_type, ops):
 def test_asyncio_window_builds_agree(ops):
     """Both builds of Window (the twin's, and the Cython core's compiled
     from the same source) return and write exactly the same."""
-    traces = [_drive(p.values[0], ops) for p in _windows()]
+    traces = [_drive(p.values[0], ops) for p in _builds("Window")]
     assert all(t == traces[0] for t in traces[1:])
 
 
-@pytest.mark.parametrize("window_type", _windows())
+@pytest.mark.parametrize("window_type", _builds("Window"))
 def test_asyncio_window_decides_each_call(window_type):
     ops = [("call", 0, 11),              # 0 idle: written at once, a plain future and _wait
            ("call", 0, 11),              # 1 others pending: a call, queued for one write
