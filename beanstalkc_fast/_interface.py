@@ -131,6 +131,10 @@ class AsyncWindow(Protocol):
         """Whether a command of ``size`` bytes may be written now."""
         ...
 
+    def add(self, entry: Any, data: bytes) -> None:
+        """Count a single command, sent as ``data``, and enqueue its ``entry``."""
+        ...
+
     def enqueue(self, entry: Any, data: bytes, now: bool) -> None:
         """Append ``entry`` (its room counted) to ``pending`` and write ``data``."""
         ...

@@ -185,10 +185,12 @@ class Window:
         command: tuple = cython.cast(tuple, cmd) if cython.compiled else cmd  # type: ignore[type-arg]
         count: cython.Py_ssize_t = self.count
         size: cython.Py_ssize_t
+        reserve: cython.bint
         plain: cython.bint
         if self.broken is None and get_ident() == self.thread:
             size = len(data)
-            plain = count == 0 or command[1] == self._reserved      # Command.kind
+            reserve = command[1] == self._reserved                  # Command.kind
+            plain = count == 0 or reserve
             if (not self.waiters
                     and (count == 0 or (count < self._limit       # has_room, inline
                                         and self.nbytes + size <= self._max_bytes))
@@ -198,7 +200,7 @@ class Window:
                 fut = self.loop.create_future() if plain else self._call(loop=self.loop)
                 self.enqueue((fut, cmd, arg, size), data, False)
                 return conn._wait(fut) if plain else fut
-            if command[1] != self._reserved and not self.auto_reconnect:
+            if not reserve and not self.auto_reconnect:
                 call = self._call(loop=self.loop)     # no room: written by wake in its turn
                 self.waiters.append((call, size, cmd, arg, data))
                 return call
@@ -209,6 +211,12 @@ class Window:
         """Whether a command of ``size`` bytes may be written now."""
         return self.count < self._limit and (
             self.count == 0 or self.nbytes + size <= self._max_bytes)
+
+    def add(self, entry: Any, data: bytes) -> None:
+        """Count a single command, sent as ``data``, and enqueue its ``entry``."""
+        self.count += 1
+        self.nbytes += len(data)
+        self.enqueue(entry, data, False)
 
     @cython.ccall  # type: ignore[untyped-decorator]  # cpdef: C calls within
     def enqueue(self, entry: Any, data: bytes, now: cython.bint) -> None:

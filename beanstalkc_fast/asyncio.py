@@ -448,18 +448,14 @@ class Connection(Commands, YamlOption):
         """Write one command now, whatever the window (connecting); the future
         of its result."""
         fut = self._loop.create_future()
-        self._w.count += 1
-        self._w.nbytes += len(data)
-        self._w.enqueue((fut, cmd, arg, len(data)), data, False)
+        self._w.add((fut, cmd, arg, len(data)), data)
         return fut
 
     def _housekeeping(self, data: bytes, callback: Callable[[Any], None]) -> None:
         """Write a command of the connection's own; ``callback`` gets its reply."""
         if self._w.broken is not None:
             return
-        self._w.count += 1
-        self._w.nbytes += len(data)
-        self._w.enqueue((None, STATS_JOB_DICT, callback, len(data)), data, False)
+        self._w.add((None, STATS_JOB_DICT, callback, len(data)), data)
 
     def _refusal(self) -> ConnectionBroken:
         """Why a command is not written on this broken connection (no
@@ -538,10 +534,8 @@ class Connection(Commands, YamlOption):
                 w.enqueue((fut, cmd, arg, size), data, False)
             elif self._waiters or not w.has_room(size):
                 self._waiters.append((fut, size, cmd, arg, data))   # w.wake writes it in turn
-            else:                              # idle too: enqueue writes a lone command at once
-                w.count += 1
-                w.nbytes += size
-                w.enqueue((fut, cmd, arg, size), data, False)
+            else:                              # idle too: a lone command is written at once
+                w.add((fut, cmd, arg, size), data)
             try:
                 return await fut
             except asyncio.CancelledError:
