@@ -628,9 +628,9 @@ class Runner:
                     "cpu_us_per_op": (d["cpu_user_s"] + d["cpu_sys_s"]) / d["n"] * 1e6}
         if client in PEERS and workload not in PEERS[client].workloads:
             return {"skip": "no %s workload" % workload}
+        server = [] if self.server_pid is None else ["--server-pid", str(self.server_pid)]
         return self._run([sys.executable, str(Path(__file__).resolve()), "--worker",
-                          "--impl", client, "--port", str(self.port),
-                          "--server-pid", str(self.server_pid or 0),
+                          "--impl", client, "--port", str(self.port), *server,
                           "--workload", workload, "-n", str(n)], env=self.client_env(client))
 
     def check_impl(self, impl: str) -> Optional[str]:
@@ -831,7 +831,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     if args.worker:
         global SERVER_PID
-        SERVER_PID = args.server_pid or None
+        SERVER_PID = args.server_pid
         return worker(args.impl, args.port, args.workload, args.n)
 
     if args.quick:
