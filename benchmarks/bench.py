@@ -46,7 +46,6 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 REF_SRC = BENCH_DIR / "refclient.c"
-REF_EXE = BENCH_DIR / "build" / "refclient"
 RESULTS_DIR = BENCH_DIR / "results"          # published chart and table (committed)
 RUNS_DIR = RESULTS_DIR / "runs"              # every run's outputs (not committed)
 # the benchmark-only venv, one per base interpreter (same path inside the venv and outside it)
@@ -471,21 +470,22 @@ def worker(impl: str, port: int, workload: str, n: int) -> None:
 # setup: the C client, the peers and matplotlib
 # ------------------------------------------------------------------------------------
 
-def build_refclient() -> Tuple[Optional[str], Optional[str]]:
-    """(path of the C client, None), rebuilt with `cc -O2` when older than its
-    source, or (None, why it could not be built)."""
-    if REF_EXE.exists() and REF_EXE.stat().st_mtime >= REF_SRC.stat().st_mtime:
-        return str(REF_EXE), None
+def build_refclient(src: Path = REF_SRC) -> Tuple[Optional[str], Optional[str]]:
+    """(path of the C client built from src, None), rebuilt with `cc -O2` into
+    benchmarks/build/ when older than its source, or (None, why it could not be built)."""
+    exe = BENCH_DIR / "build" / src.stem
+    if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
+        return str(exe), None
     cc = os.environ.get("CC") or shutil.which("cc")
     if not cc:
         return None, "no C compiler (cc)"
-    REF_EXE.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [cc, "-O2", "-Wall", "-o", str(REF_EXE), str(REF_SRC)]
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [cc, "-O2", "-Wall", "-o", str(exe), str(src)]
     print("bench: " + " ".join(cmd), file=sys.stderr)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return None, "cc failed: %s" % r.stderr.strip()[-300:]
-    return str(REF_EXE), None
+    return str(exe), None
 
 
 def _importable(module: str) -> bool:
@@ -618,14 +618,18 @@ class Runner:
         if client == "C":
             assert self.refclient is not None
             cw, size = C_WORKLOADS[workload]
+            server = [] if self.server_pid is None else ["-P", str(self.server_pid)]
             d = self._run([self.refclient, "-p", str(self.port), "-w", cw, "-n", str(n),
-                           "-s", str(size), "-W", str(BATCH), "-B", str(BATCH)])
+                           "-s", str(size), "-W", str(BATCH), "-B", str(BATCH), *server])
             if "error" in d:
                 return d
             if d.get("verified") is not True:
                 return {"error": "refclient: verification failed"}
-            return {"ops_per_s": d["ops_per_s"],
-                    "cpu_us_per_op": (d["cpu_user_s"] + d["cpu_sys_s"]) / d["n"] * 1e6}
+            result = {"ops_per_s": d["ops_per_s"],
+                      "cpu_us_per_op": (d["cpu_user_s"] + d["cpu_sys_s"]) / d["n"] * 1e6}
+            if d.get("server_cpu_s") is not None:
+                result["server_cpu_us_per_op"] = d["server_cpu_s"] / d["n"] * 1e6
+            return result
         if client in PEERS and workload not in PEERS[client].workloads:
             return {"skip": "no %s workload" % workload}
         server = [] if self.server_pid is None else ["--server-pid", str(self.server_pid)]
@@ -670,16 +674,17 @@ def machine(args: argparse.Namespace, peers: Dict[str, str]) -> Dict[str, Any]:
             "python": "%s %s" % (platform.python_implementation(), platform.python_version()),
             "server": server, "peers": peers,
             "placement": "pinned (server and clients on CPU 0)" if args.pin else "default",
-            "repeat": args.repeat, "seconds": args.seconds, "quick": args.quick}
+            "repeat": args.repeat, "seconds": args.seconds, "quick": args.quick,
+            "reference": args.ref.name}
 
 
 def header(run: Dict[str, Any]) -> str:
     peers = "".join(", %s %s" % kv for kv in run["peers"].items())
     size = ("quick: one uncalibrated measurement" if run["quick"] else
             "median of %d, ~%gs per measurement" % (run["repeat"], run["seconds"]))
-    return "%s | %s | %s | nproc %d | %s | %s%s | placement: %s | %s" % (
+    return "%s | %s | %s | nproc %d | %s | %s%s | placement: %s | %s | C: %s" % (
         run["date"], run["os"], run["cpu"], run["nproc"], run["python"], run["server"],
-        peers, run["placement"], size)
+        peers, run["placement"], size, run.get("reference", REF_SRC.name))
 
 
 Cells = Dict[Tuple[str, str], Dict[str, Any]]
@@ -819,6 +824,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--publish", action="store_true",
                     help="also write the table and chart to benchmarks/results/ (for the README)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--ref", type=Path, default=REF_SRC, metavar="C_SOURCE",
+                    help="C reference client to build and quote ratios against "
+                         "(default: benchmarks/refclient.c; same flags and JSON as "
+                         "../shared/bench/limit.c)")
     ap.add_argument("--clients", default=",".join(CLIENTS))
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -872,7 +881,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     failures: List[str] = []   # each one makes the run exit 1
     refclient = None
     if "C" in clients:
-        refclient, why = build_refclient()
+        refclient, why = build_refclient(args.ref.resolve())
         if refclient is None:
             failures.append("C client not built: %s" % why)
             clients.remove("C")
@@ -934,9 +943,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     md = "\n".join([head, "", table(cells, sync_w, clients)] + async_part + ["",
                     "Bodies are 100 bytes (put64k: 64 KiB), read as raw bytes (encoding=None). "
                     "CPU = client user+sys over the timed section; server CPU = beanstalkd's "
-                    "user+sys over it (10 ms clock ticks; the C client's runs are not timed "
-                    "by this script). Batch workloads use "
-                    "put_many / reserve_many(%d, timeout=0)+delete_many (C: pipelined, window %d). "
+                    "user+sys over it (10 ms clock ticks; for the C client, as it reports "
+                    "it). Batch workloads use put_many / reserve_many(%d, timeout=0)+delete_many "
+                    "(C: pipelined, window %d). "
                     "Peers without a batch API have no batch rows." % (BATCH, BATCH)]
                    + ["- " + n for n in notes + failures]) + "\n"
     print(md)

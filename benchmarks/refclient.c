@@ -27,12 +27,15 @@
  * Output: one JSON line on stdout, e.g.
  *   {"client": "refclient", "workload": "put", "n": 1000, "body_bytes": 100,
  *    "seconds": 0.05, "ops_per_s": 20000.0, "cpu_user_s": 0.01,
- *    "cpu_sys_s": 0.02, "verified": true}
+ *    "cpu_sys_s": 0.02, "server_cpu_s": null, "verified": true}
+ * server_cpu_s is beanstalkd's user+sys time over the timed sections, read from
+ * /proc/PID/stat when -P gives its PID (10 ms ticks), else null.
  * Exit status 0 when verified, 1 when a check failed, 2 on a usage, protocol or
  * connection error (with a message on stderr).
  *
  * Build: cc -O2 -Wall -o refclient refclient.c   (make bench does this)
  * Usage: refclient -p PORT -w WORKLOAD -n N [-H HOST] [-s BYTES] [-W WINDOW] [-B BATCH]
+ *                  [-P SERVER_PID]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -444,9 +447,11 @@ static int tube_is_empty(struct conn *c)
 /* ----------------------------------------------------------- measurement -- */
 
 struct clock {
-    double wall, user, sys;        /* sums over every timed section */
-    double wall0, user0, sys0;
+    double wall, user, sys, server;   /* sums over every timed section */
+    double wall0, user0, sys0, server0;
 };
+
+static long server_pid = 0;          /* -P: beanstalkd's PID, to read its CPU time */
 
 static double monotonic(void)
 {
@@ -463,8 +468,31 @@ static void cpu_times(double *user, double *sys)
     *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* utime + stime of the server in seconds (from /proc/PID/stat), or 0 without -P */
+static double server_cpu(void)
+{
+    if (server_pid <= 0)
+        return 0;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", server_pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        fail("cannot read %s", path);
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    /* after the command name: state(3) ... utime(14) stime(15) */
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &ut, &st) != 2)
+        fail("cannot parse %s", path);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void clock_start(struct clock *k)
 {
+    k->server0 = server_cpu();
     cpu_times(&k->user0, &k->sys0);
     k->wall0 = monotonic();
 }
@@ -476,6 +504,7 @@ static void clock_stop(struct clock *k)
     k->wall += t - k->wall0;
     k->user += u - k->user0;
     k->sys += s - k->sys0;
+    k->server += server_cpu() - k->server0;
 }
 
 /* ------------------------------------------------------------- workloads -- */
@@ -581,7 +610,7 @@ static void usage(const char *argv0, int status)
 {
     fprintf(status ? stderr : stdout,
             "usage: %s -p PORT -w put|resdel|cycle|stats|pput|pres -n N\n"
-            "          [-H HOST] [-s BODY_BYTES] [-W WINDOW] [-B BATCH]\n", argv0);
+            "          [-H HOST] [-s BODY_BYTES] [-W WINDOW] [-B BATCH] [-P SERVER_PID]\n", argv0);
     exit(status);
 }
 
@@ -599,7 +628,7 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1", *port = NULL, *workload = NULL;
     size_t n = 0, size = 100;
     int opt;
-    while ((opt = getopt(argc, argv, "H:p:w:n:s:W:B:h")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:w:n:s:W:B:P:h")) != -1) {
         switch (opt) {
         case 'H': host = optarg; break;
         case 'p': port = optarg; break;
@@ -608,6 +637,7 @@ int main(int argc, char **argv)
         case 's': size = positive(optarg, "-s"); break;
         case 'W': window = positive(optarg, "-W"); break;
         case 'B': batch_size = positive(optarg, "-B"); break;
+        case 'P': server_pid = (long)positive(optarg, "-P"); break;
         case 'h': usage(argv[0], 0); break;
         default: usage(argv[0], 2);
         }
@@ -639,12 +669,16 @@ int main(int argc, char **argv)
     }
     disconnect(c);
 
+    char server[32] = "null";
+    if (server_pid > 0)
+        snprintf(server, sizeof server, "%.6f", k.server);
+
     printf("{\"client\": \"refclient\", \"workload\": \"%s\", \"n\": %zu, "
            "\"body_bytes\": %zu, \"window\": %zu, \"batch\": %zu, \"seconds\": %.6f, "
            "\"ops_per_s\": %.1f, \"cpu_user_s\": %.6f, \"cpu_sys_s\": %.6f, "
-           "\"verified\": %s}\n",
+           "\"server_cpu_s\": %s, \"verified\": %s}\n",
            workload, n, body_len, window, batch_size, k.wall,
-           k.wall > 0 ? (double)n / k.wall : 0.0, k.user, k.sys,
+           k.wall > 0 ? (double)n / k.wall : 0.0, k.user, k.sys, server,
            verified ? "true" : "false");
     return verified ? 0 : 1;
 }
