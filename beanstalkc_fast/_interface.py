@@ -175,9 +175,15 @@ class CoreModule(Protocol):
         """A sans-IO reply reader (the one a Core parses with)."""
         ...
 
-    def Window(self, call: Any, arm: Callable[[], None], limit: int, max_bytes: int,
-               reserved: int) -> AsyncWindow:
+    def Window(self, abandon: Callable[[Any], None], arm: Callable[[], None], limit: int,
+               max_bytes: int, reserved: int) -> AsyncWindow:
         """An asyncio connection's window (see ``_window.Window``)."""
+        ...
+
+    @property
+    def Call(self) -> type:
+        """The type of ``Window.run``'s calls: an asyncio future that is also
+        a coroutine (``_window.Call``; the twin's: ``_window.FutureCall``)."""
         ...
 
     def check_uint(self, name: str, value: Any, maximum: int = ...) -> int:

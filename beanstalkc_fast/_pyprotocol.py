@@ -11,7 +11,7 @@ import socket
 import time
 from typing import Any, FrozenSet, Iterable, List, Optional, Tuple, Union
 
-from ._window import Window, run_window  # noqa: F401
+from ._window import FutureCall as Call, Window, run_window  # noqa: F401
 from .errors import SocketError, UnexpectedResponse
 
 # what both cores share (limits, name and number rules, socket helpers, value
@@ -26,7 +26,7 @@ from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
            "SCATTER_MIN", "NAME_CHARS", "Core", "Reader", "check_uint", "check_name",
            "encode_body", "encode_id", "encode_put", "encode_put_parts", "parse_yaml",
-           "parse_head", "send_flags", "JobBase", "Window"]
+           "parse_head", "send_flags", "JobBase", "Window", "Call"]
 
 
 def encode_id(verb: bytes, jid: Any) -> bytes:

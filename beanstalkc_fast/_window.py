@@ -1,17 +1,20 @@
 """The windows of both cores, written once: the blocking cores' pipeline
-driver (``run_window``) and the asyncio connection's window (``Window``).
+driver (``run_window``), the asyncio connection's window (``Window``) and
+the result of each of its calls (``Call``).
 
 The pure-Python core imports this module; the Cython core compiles this very
 source into itself (``include`` in ``src/_protocol.pyx``), where the
 ``cython.*`` declarations make C integers of the locals and a C type with
-C fields of ``Window``. Python never evaluates the annotations of local
+C fields of ``Window`` and ``Call``. Python never evaluates the annotations of local
 variables, and without Cython installed the few ``cython`` names evaluated
 here are the stand-ins below, so the twin runs as plain Python.
 """
 
+import asyncio
 import collections
+import contextvars
 from threading import get_ident
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 try:
     import cython  # type: ignore[import-untyped,unused-ignore]
@@ -20,6 +23,7 @@ except ImportError:  # pragma: no cover - interpreted without Cython installed
         """What this module evaluates of Cython's names, as plain Python."""
         compiled = False
         Py_ssize_t = int
+        int = int
         bint = bool
         double = float
 
@@ -33,6 +37,10 @@ except ImportError:  # pragma: no cover - interpreted without Cython installed
 
         @staticmethod
         def ccall(func: Any) -> Any:
+            return func
+
+        @staticmethod
+        def cfunc(func: Any) -> Any:
             return func
 
 
@@ -136,18 +144,20 @@ class Window:
     pending = cython.declare(object, visibility="readonly")
     waiters = cython.declare(object, visibility="readonly")
     out = cython.declare(list, visibility="readonly")
-    _call = cython.declare(object)
+    ready = cython.declare(list, visibility="readonly")      # see defer
+    abandon = cython.declare(object, visibility="readonly")
     _arm = cython.declare(object)
     _reserved = cython.declare(object)
     _limit = cython.declare(cython.Py_ssize_t)
     _max_bytes = cython.declare(cython.Py_ssize_t)
 
-    def __init__(self, call: Any, arm: Callable[[], None], limit: int, max_bytes: int,
-                 reserved: int) -> None:
-        """``call(loop=...)`` makes a call's result future; ``arm()`` sets
-        ``timer`` from ``progress`` and ``timeout``; at most ``limit``
-        commands and ``max_bytes`` bytes (or one larger command) are
-        unanswered; ``reserved`` is the kind of a reserve."""
+    def __init__(self, abandon: Callable[[Any], None], arm: Callable[[], None], limit: int,
+                 max_bytes: int, reserved: int) -> None:
+        """``abandon(result)`` disposes of the result of a call its awaiter
+        left (see ``Call.throw``); ``arm()`` sets ``timer`` from ``progress``
+        and ``timeout``; at most ``limit`` commands and ``max_bytes`` bytes
+        (or one larger command) are unanswered; ``reserved`` is the kind of
+        a reserve."""
         self.count = 0
         self.nbytes = 0
         self.progress = 0.0
@@ -161,7 +171,8 @@ class Window:
         self.pending = collections.deque()
         self.waiters = collections.deque()
         self.out = []
-        self._call = call
+        self.ready = []
+        self.abandon = abandon
         self._arm = arm
         self._limit = limit
         self._max_bytes = max_bytes
@@ -173,11 +184,11 @@ class Window:
         In the thread of the connection's loop and healthy, with room and
         nobody waiting (and not a command ``auto_reconnect`` would send
         again), the command is written now (see ``enqueue``) and its result
-        future returned: a ``call`` (a future that is also a coroutine:
+        future returned: a ``Call`` (a future that is also a coroutine:
         gather needs no Task per call), or for a reserve, and idle (the
         sequential case, where a plain future is cheaper for the awaiting
         Task), the coroutine ``conn._wait`` on a plain future. Without room
-        (and without auto_reconnect), a ``call`` too, queued for ``wake`` to
+        (and without auto_reconnect), a ``Call`` too, queued for ``wake`` to
         write in its turn. Otherwise the coroutine ``conn._send``, which
         waits for room, reconnects and retries."""
         # compiled, a C cast: the Command (a tuple subclass) is indexed in C;
@@ -197,11 +208,11 @@ class Window:
                     and not (command[7] and self.auto_reconnect)):   # Command.safe
                 self.count = count + 1
                 self.nbytes += size
-                fut = self.loop.create_future() if plain else self._call(loop=self.loop)
+                fut = self.loop.create_future() if plain else new_call(self)
                 self.enqueue((fut, cmd, arg, size), data, False)
                 return conn._wait(fut) if plain else fut
             if not reserve and not self.auto_reconnect:
-                call = self._call(loop=self.loop)     # no room: written by wake in its turn
+                call = new_call(self)                 # no room: written by wake in its turn
                 self.waiters.append((call, size, cmd, arg, data))
                 return call
         return conn._send(cmd, data, arg)
@@ -288,3 +299,296 @@ class Window:
         self.nbytes = nbytes
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out), True)
+
+    @cython.ccall  # type: ignore[untyped-decorator]  # cpdef: C calls within
+    def defer(self, call: Any, callbacks: List[Tuple[Any, Any]]) -> None:
+        """Run ``callbacks`` (``(fn, context)`` pairs) of ``call``, just
+        settled, soon: in one ``run_ready`` with those of every call settled
+        before it runs, not one ``loop.call_soon`` each (the loop runs them
+        consecutively either way)."""
+        ready = self.ready
+        if not ready:
+            self.loop.call_soon(self.run_ready)
+        for fn, context in callbacks:
+            ready.append(fn)
+            ready.append(context)
+            ready.append(call)
+
+    def run_ready(self) -> None:
+        """Run the deferred callbacks in order, each in its context; one that
+        raises is reported to the loop's exception handler, as asyncio does.
+        SystemExit and KeyboardInterrupt propagate; the callbacks after it
+        run in a later iteration."""
+        ready = self.ready
+        self.ready = []
+        n: cython.Py_ssize_t = len(ready)
+        i: cython.Py_ssize_t = 0
+        while i < n:
+            fn = ready[i]
+            call = ready[i + 2]
+            i += 3
+            try:
+                ready[i - 2].run(fn, call)
+            except (SystemExit, KeyboardInterrupt):
+                if i < n:
+                    if not self.ready:
+                        self.loop.call_soon(self.run_ready)
+                    self.ready[:0] = ready[i:]
+                raise
+            except BaseException as exc:
+                self.loop.call_exception_handler({
+                    "message": "Exception in callback %r(%r)" % (fn, call),
+                    "exception": exc, "future": call})
+
+
+@cython.cclass
+class Call:
+    """The result of a call on an asyncio connection: a future (for
+    ``await``, ``gather``, ``wait_for``, ``shield``, ``asyncio.wait``: it
+    has the methods and attributes asyncio uses of one, so no Task of its
+    own is needed) that is also a coroutine (for ``create_task`` and
+    ``TaskGroup``: the Task waits on it and returns its result).
+
+    It behaves as an ``asyncio.Future``, except that the done callbacks of
+    the calls settled together run from one ``loop.call_soon`` (see
+    ``Window.defer``). A Task cancelled while it waits cancels it: the
+    connection reads and discards the reply; a job reserved meanwhile is
+    handed to the window's ``abandon``. One that fails and is never awaited
+    is reported to the loop's exception handler when collected ("exception
+    was never retrieved"), as a Future's is: a lost put is worth a log."""
+
+    _asyncio_future_blocking = cython.declare(cython.bint, visibility="public")
+    _log_traceback = cython.declare(cython.bint, visibility="public")
+    _loop = cython.declare(object, visibility="readonly")
+    _window = cython.declare(Window)
+    _state = cython.declare(cython.int)            # 0 pending, 1 cancelled, 2 finished
+    _result = cython.declare(object)
+    _exception = cython.declare(object)
+    _exception_tb = cython.declare(object)
+    _cancel_message = cython.declare(object, visibility="public")   # read by gather
+    _callbacks = cython.declare(list)              # [(fn, context)], or None
+
+    def __init__(self, window: Window) -> None:
+        """A pending call on ``window``'s loop (``new_call`` is the fast way)."""
+        self._asyncio_future_blocking = False
+        self._log_traceback = False
+        self._loop = window.loop
+        self._window = window
+        self._state = 0
+        self._result = self._exception = self._exception_tb = None
+        self._cancel_message = self._callbacks = None
+
+    def __repr__(self) -> str:
+        state = ("pending", "cancelled", "finished")[self._state]
+        if self._state == 2:
+            state += (" exception=%r" % (self._exception,) if self._exception is not None
+                      else " result=%r" % (self._result,))
+        return "<Call %s>" % state
+
+    def get_loop(self) -> Any:
+        """The event loop the call belongs to."""
+        return self._loop
+
+    @cython.ccall  # type: ignore[untyped-decorator]  # cpdef: C calls within
+    def done(self) -> cython.bint:
+        """Whether the call has a result, an exception, or was cancelled."""
+        return self._state != 0
+
+    def cancelled(self) -> cython.bint:
+        """Whether the call was cancelled."""
+        return self._state == 1
+
+    def result(self) -> Any:
+        """The result; the exception raised; CancelledError if cancelled;
+        InvalidStateError while pending."""
+        if self._state == 1:
+            raise self._make_cancelled_error()
+        if self._state == 0:
+            raise asyncio.InvalidStateError("Result is not ready.")
+        self._log_traceback = False
+        if self._exception is not None:
+            raise self._exception.with_traceback(self._exception_tb)
+        return self._result
+
+    def exception(self) -> Optional[BaseException]:
+        """The exception (None if it has a result); as ``result`` when
+        cancelled or pending."""
+        if self._state == 1:
+            raise self._make_cancelled_error()
+        if self._state == 0:
+            raise asyncio.InvalidStateError("Exception is not set.")
+        self._log_traceback = False
+        return self._exception  # type: ignore[no-any-return]
+
+    def add_done_callback(self, fn: Callable[[Any], Any], *, context: Any = None) -> None:
+        """Call ``fn(call)`` soon once the call is done (in ``context``, by
+        default the current one)."""
+        if context is None:
+            context = contextvars.copy_context()
+        if self._state != 0:
+            self._loop.call_soon(fn, self, context=context)
+        elif self._callbacks is None:
+            self._callbacks = [(fn, context)]
+        else:
+            self._callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:
+        """Remove every registration of ``fn``; how many there were."""
+        if not self._callbacks:
+            return 0
+        kept = [entry for entry in self._callbacks if entry[0] != fn]
+        removed = len(self._callbacks) - len(kept)
+        self._callbacks = kept
+        return removed
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Cancel the pending call (its reply is then read and discarded);
+        False if it is done already."""
+        if self._state != 0:
+            return False
+        self._log_traceback = False
+        self._state = 1
+        self._cancel_message = msg
+        self._schedule()
+        return True
+
+    @cython.ccall  # type: ignore[untyped-decorator]  # cpdef: C calls within
+    def set_result(self, result: Any) -> None:
+        """Finish the call with ``result`` (InvalidStateError if done)."""
+        if self._state != 0:
+            raise asyncio.InvalidStateError("%r is done already" % (self,))
+        self._result = result
+        self._state = 2
+        self._schedule()
+
+    def set_exception(self, exception: Any) -> None:
+        """Finish the call with ``exception`` (a class is instantiated)."""
+        if self._state != 0:
+            raise asyncio.InvalidStateError("%r is done already" % (self,))
+        if isinstance(exception, type):
+            exception = exception()
+        if type(exception) is StopIteration:
+            raise TypeError("StopIteration interacts badly with generators "
+                            "and cannot be raised into a Future")
+        self._exception = exception
+        self._exception_tb = exception.__traceback__
+        self._state = 2
+        self._log_traceback = True
+        self._schedule()
+
+    @cython.cfunc  # type: ignore[untyped-decorator]  # cdef: a C method
+    def _schedule(self) -> None:
+        callbacks = self._callbacks
+        if callbacks:
+            self._callbacks = None
+            window: Window = self._window
+            if self._loop is window.loop:
+                window.defer(self, callbacks)
+            else:                              # the connection moved to another loop
+                for fn, context in callbacks:
+                    self._loop.call_soon(fn, self, context=context)
+
+    def _make_cancelled_error(self) -> BaseException:
+        if self._cancel_message is None:
+            return asyncio.CancelledError()
+        return asyncio.CancelledError(self._cancel_message)
+
+    # -- the coroutine and iterator protocols (await, yield from, Tasks) -------------
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        """Yield itself until done, then stop with its result (or raise)."""
+        if self._state == 0:
+            self._asyncio_future_blocking = True
+            return self
+        raise StopIteration(self.result())
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Raise the exception thrown in (the driving Task's cancellation
+        cancels the call; a job it reserved already is abandoned)."""
+        call_throw(self, self._window, typ, val, tb)
+
+    def close(self) -> None:
+        """Nobody will wait for the result: as a cancellation."""
+        call_abandoned(self, self._window)
+
+    def __del__(self) -> None:
+        if self._log_traceback and self._state == 2:
+            self._loop.call_exception_handler({
+                "message": "Call exception was never retrieved",
+                "exception": self._exception, "future": self})
+
+
+collections.abc.Coroutine.register(Call)
+
+
+class FutureCall(asyncio.Future):  # type: ignore[type-arg]
+    """The pure-Python core's ``Call``: the same future and coroutine, an
+    ``asyncio.Future`` (in C) with the coroutine's methods added, cheaper
+    for interpreted code than ``Call``'s future methods written in Python.
+    Its done callbacks are scheduled one ``loop.call_soon`` each."""
+
+    __slots__ = ("_window",)
+    _window: "Window"
+
+    def send(self, value: Any) -> Any:
+        """Yield itself until done, then stop with its result (or raise)."""
+        if self.done():
+            raise StopIteration(self.result())
+        self._asyncio_future_blocking = True
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """As ``Call.throw``."""
+        call_throw(self, self._window, typ, val, tb)
+
+    def close(self) -> None:
+        """As ``Call.close``."""
+        call_abandoned(self, self._window)
+
+
+collections.abc.Coroutine.register(FutureCall)
+
+
+@cython.cfunc  # type: ignore[untyped-decorator]  # cdef: a C function
+def call_throw(call: Any, window: Window, typ: Any, val: Any, tb: Any) -> None:
+    """Raise the exception thrown into ``call``; a cancellation abandons it."""
+    exc = typ if isinstance(typ, BaseException) else typ(*(() if val is None else (val,)))
+    if isinstance(exc, asyncio.CancelledError):
+        call_abandoned(call, window)
+    raise exc.with_traceback(tb) if tb is not None else exc
+
+
+@cython.cfunc  # type: ignore[untyped-decorator]  # cdef: a C function
+def call_abandoned(call: Any, window: Window) -> None:
+    """Nobody waits for ``call`` any more: cancelled if pending, else a
+    result it has goes to ``window.abandon``."""
+    if not call.done():
+        call.cancel()
+    elif not call.cancelled() and call.exception() is None:
+        window.abandon(call.result())
+
+
+@cython.cfunc  # type: ignore[untyped-decorator]  # cdef: a C function
+def new_call(window: Window) -> Any:
+    """A pending ``Call`` on ``window`` (compiled: without ``__init__``'s
+    argument parsing; interpreted: a ``FutureCall``)."""
+    if cython.compiled:
+        call: Call = Call.__new__(Call)
+        call._loop = window.loop          # the other fields start as 0, False or None
+        call._window = window
+        return call
+    else:
+        fut = FutureCall(loop=window.loop)
+        fut._window = window
+        return fut

@@ -44,8 +44,6 @@ kick or a batch).
 """
 
 import asyncio
-import collections
-import collections.abc
 import functools
 import itertools
 import socket
@@ -117,7 +115,7 @@ _Entry = Union[_Single, _Chunk]
 #   (fut, size, cmd, arg, data)   a caller's command, written by Window.wake when it fits;
 #                                 ``fut`` then gets its result. A break first: _send's
 #                                 future gets _NotWritten (_send retries or refuses),
-#                                 Window.run's _Call the ConnectionBroken of _refusal
+#                                 Window.run's Call the ConnectionBroken of _refusal
 _Waiter = Tuple[Any, ...]
 
 
@@ -132,49 +130,6 @@ _LOW_COUNT = BATCH_WINDOW // 2         # room is handed to waiters below these
 _LOW_BYTES = BATCH_BYTES // 2
 
 
-class _Call(asyncio.Future):  # type: ignore[type-arg]
-    """The result of a command written when it was called: a future (for
-    ``await``, ``gather``, ``wait_for``, ``shield``: no Task of its own) that
-    is also a coroutine (for ``create_task`` and ``TaskGroup``: the Task
-    waits on it and returns its result). A Task cancelled while it waits
-    cancels it: the connection reads and discards the reply. One never
-    awaited that fails is logged by asyncio ("Future exception was never
-    retrieved"), as an unobserved Task would be: a lost put is worth a log."""
-
-    __slots__ = ()
-
-    def send(self, value: Any) -> "_Call":
-        """Yield itself until done, then stop with its result (or raise)."""
-        if self.done():
-            raise StopIteration(self.result())
-        self._asyncio_future_blocking = True
-        return self
-
-    def __next__(self) -> "_Call":
-        return self.send(None)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> "_Call":
-        """Raise the exception thrown in (the driving Task's cancellation
-        cancels the call; a job it reserved already is released)."""
-        exc = typ if isinstance(typ, BaseException) else typ(*(() if val is None else (val,)))
-        if isinstance(exc, asyncio.CancelledError):
-            self._abandoned()
-        raise exc.with_traceback(tb) if tb is not None else exc
-
-    def close(self) -> None:
-        """Nobody will wait for the result: as a cancellation."""
-        self._abandoned()
-
-    def _abandoned(self) -> None:
-        if not self.done():
-            self.cancel()
-        elif not self.cancelled() and self.exception() is None:
-            result = self.result()
-            if isinstance(result, Job) and result.reserved:
-                result.conn._abandon(result)
-
-
-collections.abc.Coroutine.register(_Call)
 
 
 class Job(_SyncJob):
@@ -277,7 +232,8 @@ class Connection(Commands, YamlOption):
         self._impl = _default_core if core is None else core
         # the write side (counts, pending entries, waiters, deadline, broken)
         # lives in the core's Window; Commands runs each call as self._run
-        w: AsyncWindow = self._impl.Window(_Call, self._arm, BATCH_WINDOW, BATCH_BYTES, RESERVED)
+        w: AsyncWindow = self._impl.Window(self._abandon, self._arm, BATCH_WINDOW, BATCH_BYTES,
+                                           RESERVED)
         self._w = w
         self._run: Callable[..., Any] = w.run
         self._pending: Deque[_Entry] = w.pending
@@ -748,7 +704,7 @@ class Connection(Commands, YamlOption):
             if not wfut.done():
                 if len(waiter) == 2:
                     wfut.set_result(False)
-                elif wfut.__class__ is _Call:  # Window.run's: nobody would write it again
+                elif wfut.__class__ is self._impl.Call:  # Window.run's: nobody writes it again
                     wfut.set_exception(self._refusal())
                 else:
                     wfut.set_exception(_NotWritten())

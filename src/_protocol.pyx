@@ -726,6 +726,7 @@ cdef class Reader:
         cdef Py_ssize_t taken = 0, nbytes = 0
         cdef int kind
         cdef tuple entry, cmd              # typed: a Command (tuple subclass) indexed in C
+        cdef Call call
         while True:
             if not self._step():
                 return taken, nbytes, None
@@ -740,11 +741,19 @@ cdef class Reader:
             kind = cmd[1]                  # Command fields by position: ok, kind
             ok = cmd[0]
             status = self._h_name
-            if (fut is None or kind > 1 or (status is not ok and status != ok)
-                    or fut.done()):
+            if fut is None or kind > 1 or (status is not ok and status != ok):
                 return taken, nbytes, self._take()
-            pending.popleft()
-            fut.set_result(self._h_value if kind == 0 else None)
+            if type(fut) is Call:              # C calls: no method lookups
+                call = <Call>fut
+                if call._state != 0:
+                    return taken, nbytes, self._take()
+                pending.popleft()
+                call.set_result(self._h_value if kind == 0 else None)
+            else:
+                if fut.done():
+                    return taken, nbytes, self._take()
+                pending.popleft()
+                fut.set_result(self._h_value if kind == 0 else None)
             self._h_value = None
             self._r_body = None
             taken += 1

@@ -3,6 +3,7 @@ future and usable as a coroutine (create_task, TaskGroup, wait_for, shield);
 both cores, both loops."""
 
 import asyncio
+import contextvars
 import gc
 import sys
 import warnings
@@ -35,6 +36,94 @@ def test_a_call_works_with_every_asyncio_api(arun, tube):
         with pytest.raises(NotFound):
             await c.delete(2 ** 62)
         assert await _ready(c, tube) == 3
+    arun(body)
+
+
+def test_a_call_is_a_future_to_every_asyncio_helper(arun, tube):
+    """What asyncio reads of a future, on a call written behind another
+    (the Cython core's Call is its own C type, the twin's an asyncio.Future)."""
+    async def body(connect):
+        c = await connect()
+        loop = asyncio.get_running_loop()
+        first = c.put("first")
+        call = c.put("second")                             # behind first: a call
+        assert asyncio.isfuture(call) and call.get_loop() is loop
+        assert not call.done() and not call.cancelled()
+        with pytest.raises(asyncio.InvalidStateError):
+            call.result()
+        with pytest.raises(asyncio.InvalidStateError):
+            call.exception()
+        seen = []
+        call.add_done_callback(seen.append)
+        call.add_done_callback(print)
+        assert call.remove_done_callback(print) == 1
+        first_id = await first
+        while not call.done():
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)                             # its callbacks run soon after
+        assert seen == [call] and call.exception() is None
+        assert call.result() == await call > first_id
+        assert "finished" in repr(call)
+        late = []
+        call.add_done_callback(late.append)                # done already: soon
+        await asyncio.sleep(0)
+        assert late == [call]
+        third = c.put("third")
+        missing = c.delete(2 ** 62)
+        for next_done in asyncio.as_completed([missing]):
+            with pytest.raises(NotFound):
+                await next_done
+        assert isinstance(missing.exception(), NotFound)
+        assert await third > call.result()
+    arun(body)
+
+
+def test_done_callbacks_run_in_order_in_their_contexts_past_a_raising_one(arun, tube):
+    """Callbacks of calls settled by one read run in reply order, each in
+    the context it was added in; one that raises goes to the loop's
+    exception handler and the others still run."""
+    var = contextvars.ContextVar("var")
+
+    async def body(connect):
+        c = await connect()
+        loop = asyncio.get_running_loop()
+        reported = []
+        loop.set_exception_handler(lambda loop, context: reported.append(context))
+        ran = []
+
+        def record(fut):
+            ran.append((var.get(), fut.result()))
+            if var.get() == 3:
+                raise ValueError("callback 3")
+
+        calls = [c.put(str(i)) for i in range(8)]
+        for i, call in enumerate(calls[1:], 1):
+            var.set(i)
+            call.add_done_callback(record)                 # in a copy of the context now
+        ids = await asyncio.gather(*calls)
+        await asyncio.sleep(0)
+        assert ran == list(zip(range(1, 8), ids[1:]))
+        assert [type(r["exception"]) for r in reported] == [ValueError]
+        assert "Exception in callback" in reported[0]["message"]
+    arun(body)
+
+
+def test_a_failed_call_never_awaited_is_reported_when_collected(arun, tube):
+    async def body(connect):
+        c = await connect()
+        loop = asyncio.get_running_loop()
+        reported = []
+        loop.set_exception_handler(lambda loop, context: reported.append(context))
+        first = c.put("first")
+        missing = c.delete(2 ** 62)                        # behind first: a call
+        await first
+        while not missing.done():                          # its error is never read
+            await asyncio.sleep(0)
+        del missing
+        gc.collect()
+        assert len(reported) == 1
+        assert "exception was never retrieved" in reported[0]["message"]
+        assert isinstance(reported[0]["exception"], NotFound)
     arun(body)
 
 

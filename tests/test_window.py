@@ -3,6 +3,7 @@ and the asyncio connection's ``Window``, one source imported by the twin and
 compiled into the Cython core. Both builds are driven here without IO,
 against a simulated server or loop, and must do exactly the same."""
 
+import contextvars
 import inspect
 import threading
 
@@ -112,15 +113,20 @@ def test_the_cython_core_runs_this_very_source():
 # -- the asyncio connection's write side, _window.Window ------------------------------
 
 class _Fut:
-    """A future as far as Window uses one: made by the loop ("plain") or
-    by the call type ("call")."""
+    """A plain future as far as Window uses one (made by the loop)."""
 
     def __init__(self, kind):
         self.kind = kind
-        self.cancelled = False
+        self._cancelled = False
 
     def done(self):
-        return self.cancelled
+        return self._cancelled
+
+    def cancelled(self):
+        return self._cancelled
+
+    def cancel(self):
+        self._cancelled = True
 
 
 class _Loop:
@@ -137,6 +143,9 @@ class _Loop:
 
     def create_future(self):
         return _Fut("plain")
+
+    def get_debug(self):                 # asyncio.Future(loop=...) asks
+        return False
 
 
 class _Transport:
@@ -189,7 +198,7 @@ def _drive(window_type, ops):
     invariants after each step."""
     loop, transport, conn = _Loop(), _Transport(), _Conn()
     arms = []
-    w = window_type(lambda loop: _Fut("call"), lambda: arms.append(w.progress),
+    w = window_type(lambda result: None, lambda: arms.append(w.progress),
                     _LIMIT, _MAX_BYTES, commands.RESERVED)
     w.loop, w.thread, w.transport = loop, threading.get_ident(), transport
     w.timeout, w.broken = 5.0, None
@@ -224,7 +233,7 @@ def _drive(window_type, ops):
             loop.soon.clear()
         elif op[0] == "cancel":
             if op[1] < len(w.waiters):
-                w.waiters[op[1]][0].cancelled = True
+                w.waiters[op[1]][0].cancel()
         elif op[0] == "reset":           # as _break, then connect()
             w.pending.clear()
             w.waiters.clear()
@@ -240,7 +249,7 @@ def _drive(window_type, ops):
         assert w.count == len(w.pending) == len(entries)
         assert w.nbytes == sum(entries)
         assert w.count <= _LIMIT and (w.count <= 1 or w.nbytes <= _MAX_BYTES)
-        assert not any(e[0].cancelled for e in w.pending)   # cancelled waiting: never sent
+        assert not any(e[0].cancelled() for e in w.pending)   # cancelled waiting: never sent
         if w.timer is None and w.pending and arms:
             w.timer = "armed"
         trace.append((w.count, w.nbytes, len(w.waiters), tuple(transport.writes),
@@ -276,3 +285,38 @@ def test_asyncio_window_decides_each_call(window_type):
     assert written == [b"0" + b"x" * 10, b"1" + b"x" * 10 + b"2" + b"x" * 10]
     out = trace[-1][4]                   # this iteration's one write, in call order
     assert out == (b"4" + b"x" * 30, b"5" + b"x" * 30, b"6" + b"x" * 30 + b"7" + b"x" * 30)
+
+
+@pytest.mark.parametrize("window_type", _builds("Window"))
+def test_deferred_callbacks_survive_a_raising_one_and_an_interrupt(window_type):
+    """Window.defer runs the callbacks of calls settled together from one
+    call_soon, in order and each in its context; an exception goes to the
+    loop's handler and the rest run; after a KeyboardInterrupt (raised out
+    of the loop) the rest run in a later call_soon."""
+    loop = _Loop()
+    reported = []
+    loop.call_exception_handler = reported.append
+    w = window_type(None, None, 4, 100, commands.RESERVED)
+    w.loop = loop
+    var = contextvars.ContextVar("var")
+    ran = []
+
+    def callback(call):
+        ran.append((var.get(), call))
+        if var.get() == "b":
+            raise ValueError("b")
+        if var.get() == "c":
+            raise KeyboardInterrupt
+
+    for name in "abcd":
+        context = contextvars.copy_context()
+        context.run(var.set, name)
+        w.defer(name.upper(), [(callback, context)])
+    assert len(loop.soon) == 1                          # one call_soon for all four
+    with pytest.raises(KeyboardInterrupt):
+        loop.soon.pop(0)()
+    assert ran == [("a", "A"), ("b", "B"), ("c", "C")]
+    assert [type(r["exception"]) for r in reported] == [ValueError]
+    assert len(loop.soon) == 1
+    loop.soon.pop(0)()
+    assert ran[3:] == [("d", "D")] and not w.ready
