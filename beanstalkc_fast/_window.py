@@ -301,18 +301,25 @@ class Window:
             self.write(out[0] if len(out) == 1 else b"".join(out), True)
 
     @cython.ccall  # type: ignore[untyped-decorator]  # cpdef: C calls within
-    def defer(self, call: Any, callbacks: List[Tuple[Any, Any]]) -> None:
-        """Run ``callbacks`` (``(fn, context)`` pairs) of ``call``, just
-        settled, soon: in one ``run_ready`` with those of every call settled
-        before it runs, not one ``loop.call_soon`` each (the loop runs them
-        consecutively either way)."""
+    def defer(self, call: Any, fn: Any, context: Any,
+              more: Optional[List[Tuple[Any, Any]]]) -> None:
+        """Run the callbacks of ``call``, just settled (``fn`` in ``context``
+        unless None, then the ``(fn, context)`` pairs of ``more``) soon: in
+        one ``run_ready`` with those of every call settled before it runs,
+        not one ``loop.call_soon`` each (the loop runs them consecutively
+        either way)."""
         ready = self.ready
         if not ready:
             self.loop.call_soon(self.run_ready)
-        for fn, context in callbacks:
+        if fn is not None:
             ready.append(fn)
             ready.append(context)
             ready.append(call)
+        if more:
+            for fn, context in more:
+                ready.append(fn)
+                ready.append(context)
+                ready.append(call)
 
     def run_ready(self) -> None:
         """Run the deferred callbacks in order, each in its context; one that
@@ -366,7 +373,9 @@ class Call:
     _exception = cython.declare(object)
     _exception_tb = cython.declare(object)
     _cancel_message = cython.declare(object, visibility="public")   # read by gather
-    _callbacks = cython.declare(list)              # [(fn, context)], or None
+    _callback0 = cython.declare(object)            # the first callback (no list for one),
+    _context0 = cython.declare(object)             # its context,
+    _callbacks = cython.declare(list)              # and the others: [(fn, context)] or None
 
     def __init__(self, window: Window) -> None:
         """A pending call on ``window``'s loop (``new_call`` is the fast way)."""
@@ -376,7 +385,7 @@ class Call:
         self._window = window
         self._state = 0
         self._result = self._exception = self._exception_tb = None
-        self._cancel_message = self._callbacks = None
+        self._cancel_message = self._callback0 = self._context0 = self._callbacks = None
 
     def __repr__(self) -> str:
         state = ("pending", "cancelled", "finished")[self._state]
@@ -427,6 +436,9 @@ class Call:
             context = contextvars.copy_context()
         if self._state != 0:
             self._loop.call_soon(fn, self, context=context)
+        elif self._callback0 is None and not self._callbacks:
+            self._callback0 = fn
+            self._context0 = context
         elif self._callbacks is None:
             self._callbacks = [(fn, context)]
         else:
@@ -434,11 +446,14 @@ class Call:
 
     def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:
         """Remove every registration of ``fn``; how many there were."""
-        if not self._callbacks:
-            return 0
-        kept = [entry for entry in self._callbacks if entry[0] != fn]
-        removed = len(self._callbacks) - len(kept)
-        self._callbacks = kept
+        removed = 0
+        if self._callback0 is not None and self._callback0 == fn:
+            self._callback0 = self._context0 = None
+            removed = 1
+        if self._callbacks:
+            kept = [entry for entry in self._callbacks if entry[0] != fn]
+            removed += len(self._callbacks) - len(kept)
+            self._callbacks = kept
         return removed
 
     def cancel(self, msg: Any = None) -> bool:
@@ -478,15 +493,21 @@ class Call:
 
     @cython.cfunc  # type: ignore[untyped-decorator]  # cdef: a C method
     def _schedule(self) -> None:
-        callbacks = self._callbacks
-        if callbacks:
-            self._callbacks = None
-            window: Window = self._window
-            if self._loop is window.loop:
-                window.defer(self, callbacks)
-            else:                              # the connection moved to another loop
-                for fn, context in callbacks:
-                    self._loop.call_soon(fn, self, context=context)
+        fn = self._callback0
+        context = self._context0
+        more = self._callbacks
+        if fn is None and not more:
+            return
+        self._callback0 = self._context0 = self._callbacks = None
+        window: Window = self._window
+        if self._loop is window.loop:
+            window.defer(self, fn, context, more)
+            return
+        if fn is not None:                     # the connection moved to another loop
+            self._loop.call_soon(fn, self, context=context)
+        if more:
+            for fn, context in more:
+                self._loop.call_soon(fn, self, context=context)
 
     def _make_cancelled_error(self) -> BaseException:
         if self._cancel_message is None:

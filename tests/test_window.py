@@ -308,15 +308,18 @@ def test_deferred_callbacks_survive_a_raising_one_and_an_interrupt(window_type):
         if var.get() == "c":
             raise KeyboardInterrupt
 
-    for name in "abcd":
-        context = contextvars.copy_context()
-        context.run(var.set, name)
-        w.defer(name.upper(), [(callback, context)])
-    assert len(loop.soon) == 1                          # one call_soon for all four
+    contexts = {}
+    for name in "abcde":
+        contexts[name] = contextvars.copy_context()
+        contexts[name].run(var.set, name)
+    for name in "abc":
+        w.defer(name.upper(), callback, contexts[name], None)
+    w.defer("D", callback, contexts["d"], [(callback, contexts["e"])])   # two callbacks
+    assert len(loop.soon) == 1                          # one call_soon for them all
     with pytest.raises(KeyboardInterrupt):
         loop.soon.pop(0)()
     assert ran == [("a", "A"), ("b", "B"), ("c", "C")]
     assert [type(r["exception"]) for r in reported] == [ValueError]
     assert len(loop.soon) == 1
     loop.soon.pop(0)()
-    assert ran[3:] == [("d", "D")] and not w.ready
+    assert ran[3:] == [("d", "D"), ("e", "D")] and not w.ready
