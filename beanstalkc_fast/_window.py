@@ -332,10 +332,11 @@ class Window:
         i: cython.Py_ssize_t = 0
         while i < n:
             fn = ready[i]
+            context = ready[i + 1]
             call = ready[i + 2]
             i += 3
             try:
-                ready[i - 2].run(fn, call)
+                context.run(fn, call)
             except (SystemExit, KeyboardInterrupt):
                 if i < n:
                     if not self.ready:
@@ -350,11 +351,11 @@ class Window:
 
 @cython.cclass
 class Call:
-    """The result of a call on an asyncio connection: a future (for
-    ``await``, ``gather``, ``wait_for``, ``shield``, ``asyncio.wait``: it
-    has the methods and attributes asyncio uses of one, so no Task of its
-    own is needed) that is also a coroutine (for ``create_task`` and
-    ``TaskGroup``: the Task waits on it and returns its result).
+    """The result of a call on an asyncio connection, made by ``new_call``:
+    a future (for ``await``, ``gather``, ``wait_for``, ``shield``: it has
+    the methods and attributes asyncio uses of one, so no Task of its own is
+    needed) that is also a coroutine (for ``create_task`` and ``TaskGroup``:
+    the Task waits on it and returns its result).
 
     It behaves as an ``asyncio.Future``, except that the done callbacks of
     the calls settled together run from one ``loop.call_soon`` (see
@@ -376,16 +377,6 @@ class Call:
     _callback0 = cython.declare(object)            # the first callback (no list for one),
     _context0 = cython.declare(object)             # its context,
     _callbacks = cython.declare(list)              # and the others: [(fn, context)] or None
-
-    def __init__(self, window: Window) -> None:
-        """A pending call on ``window``'s loop (``new_call`` is the fast way)."""
-        self._asyncio_future_blocking = False
-        self._log_traceback = False
-        self._loop = window.loop
-        self._window = window
-        self._state = 0
-        self._result = self._exception = self._exception_tb = None
-        self._cancel_message = self._callback0 = self._context0 = self._callbacks = None
 
     def __repr__(self) -> str:
         state = ("pending", "cancelled", "finished")[self._state]
@@ -602,8 +593,7 @@ def call_abandoned(call: Any, window: Window) -> None:
 
 @cython.cfunc  # type: ignore[untyped-decorator]  # cdef: a C function
 def new_call(window: Window) -> Any:
-    """A pending ``Call`` on ``window`` (compiled: without ``__init__``'s
-    argument parsing; interpreted: a ``FutureCall``)."""
+    """A pending ``Call`` on ``window`` (interpreted: a ``FutureCall``)."""
     if cython.compiled:
         call: Call = Call.__new__(Call)
         call._loop = window.loop          # the other fields start as 0, False or None
