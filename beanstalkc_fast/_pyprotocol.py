@@ -535,7 +535,7 @@ class JobBase:
     ``job.Job``'s). The twin of ``_protocol.JobBase``, which builds jobs and
     runs ``delete`` without a Python frame."""
 
-    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding", "__dict__")
+    __slots__ = ("conn", "jid", "raw_body", "reserved", "_body", "_encoding")
 
     def __init__(self, conn: Any, jid: int, body: Any, reserved: bool = True,
                  encoding: Optional[str] = None) -> None:

@@ -34,7 +34,8 @@ class Job(JobBase):
     ``_job_type``) may override any method.
     """
 
-    __slots__ = ()
+    # no __slots__: the attributes users add live in a __dict__ made on
+    # first use (the core's JobBase has none, so a job costs no dict)
 
     conn: "Connection"
 

@@ -1352,7 +1352,6 @@ cdef class JobBase:
 
     cdef public object conn, jid, raw_body, reserved
     cdef object _body, _encoding
-    cdef dict __dict__
 
     def __init__(self, conn, jid, body, reserved=True, encoding=None):
         self.conn = conn
