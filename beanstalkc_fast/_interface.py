@@ -214,6 +214,11 @@ class CoreModule(Protocol):
         """``verb`` (with its trailing space) and a job id, as one command line."""
         ...
 
+    def encode_ids(self, verb: bytes, ids: Iterable[Any]) -> List[bytes]:
+        """``encode_id`` of every job id in ``ids`` (all checked before the
+        list is returned), in order."""
+        ...
+
     def parse_yaml(self, body: bytes, str_keys: FrozenSet[str] = ...) -> Any:
         """The typed value of a stats or list reply: a dict or a list of str."""
         ...

@@ -25,13 +25,19 @@ from ._shared import (_DONTWAIT, _SHAPES, _STR_KEYS, _UNSET, MAX_BODY, MAX_LINE,
 
 __all__ = ["MAX_BODY", "MAX_LINE", "MAX_UINT32", "MAX_UINT64", "READ_CHUNK", "WRITE_CHUNK",
            "SCATTER_MIN", "NAME_CHARS", "Core", "Reader", "check_uint", "check_name",
-           "encode_body", "encode_id", "encode_put", "encode_put_parts", "parse_yaml",
+           "encode_body", "encode_id", "encode_ids", "encode_put", "encode_put_parts", "parse_yaml",
            "parse_head", "send_flags", "JobBase", "Window", "Call"]
 
 
 def encode_id(verb: bytes, jid: Any) -> bytes:
     """``verb`` (with its trailing space) and a job id, as one command line."""
     return b"%s%d\r\n" % (verb, check_uint("job id", jid, MAX_UINT64))
+
+
+def encode_ids(verb: bytes, ids: Iterable[Any]) -> List[bytes]:
+    """``encode_id`` of every job id in ``ids`` (all checked before the
+    list is returned), in order."""
+    return [b"%s%d\r\n" % (verb, check_uint("job id", jid, MAX_UINT64)) for jid in ids]
 
 
 def encode_put(body: Any, priority: Any, delay: Any, ttr: Any,

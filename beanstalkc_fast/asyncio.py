@@ -835,22 +835,22 @@ class Connection(Commands, YamlOption):
             raise
         return rounds.jobs
 
-    async def _by_id(self, cmd: Command, jobs: List[JobOrId], ids: List[int],
-                     tails: Iterable[bytes], raise_errors: bool) -> List[Any]:
-        results = await self._batch(cmd, by_id_commands(cmd, ids, tails), cmd.name,
+    async def _by_id(self, cmd: Command, jobs: List[JobOrId], ids: List[Any],
+                     tails: Optional[Iterable[bytes]], raise_errors: bool) -> List[Any]:
+        results = await self._batch(cmd, by_id_commands(self._impl, cmd, ids, tails), cmd.name,
                                     raise_errors)
         unreserve(jobs, results)
         return results
 
     async def delete_many(self, jobs: Iterable[JobOrId], raise_errors: bool = True) -> List[Any]:
         """Delete every job (Job or id), pipelined."""
-        jobs, ids = job_ids(self._impl, jobs)
-        return await self._by_id(DELETE, jobs, ids, itertools.repeat(b""), raise_errors)
+        jobs, ids = job_ids(jobs)
+        return await self._by_id(DELETE, jobs, ids, None, raise_errors)
 
     async def release_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                            delay: int = 0, raise_errors: bool = True) -> List[Any]:
         """Release every job, pipelined; priority None keeps each job's own."""
-        jobs, ids = job_ids(self._impl, jobs)
+        jobs, ids = job_ids(jobs)
         delay = self._impl.check_uint("delay", delay)
         pris = await self._priorities(ids, priority)
         return await self._by_id(RELEASE, jobs, ids, (b" %d %d" % (p, delay) for p in pris),
@@ -859,11 +859,11 @@ class Connection(Commands, YamlOption):
     async def bury_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                         raise_errors: bool = True) -> List[Any]:
         """Bury every job, pipelined; priority None keeps each job's own."""
-        jobs, ids = job_ids(self._impl, jobs)
+        jobs, ids = job_ids(jobs)
         pris = await self._priorities(ids, priority)
         return await self._by_id(BURY, jobs, ids, (b" %d" % p for p in pris), raise_errors)
 
-    async def _priorities(self, ids: List[int], priority: Optional[int]) -> Iterable[int]:
+    async def _priorities(self, ids: List[Any], priority: Optional[int]) -> Iterable[int]:
         if priority is not None:
             return itertools.repeat(self._impl.check_uint("priority", priority))
         try:

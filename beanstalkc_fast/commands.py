@@ -641,22 +641,27 @@ class PutStream:
         raise exc
 
 
-def job_ids(impl: Any, jobs: Iterable[Any]) -> Tuple[List[Any], List[int]]:
-    """The jobs (Job or id) as a list, and their checked ids."""
+def job_ids(jobs: Iterable[Any]) -> Tuple[List[Any], List[Any]]:
+    """The jobs (Job or id) as a list, and their ids (checked as they are
+    encoded: by_id_commands, stats_commands)."""
     jobs = list(jobs)
+    return jobs, [j.jid if isinstance(j, Job) else j for j in jobs]  # id_of
+
+
+def by_id_commands(impl: Any, cmd: Command, ids: List[Any],
+                   tails: Optional[Iterable[bytes]] = None) -> List[bytes]:
+    """``cmd`` for every job id, with its argument tail (None: no arguments
+    after the id); every id is checked before the list is returned."""
+    verb = cmd.name.encode("ascii") + b" "
+    if tails is None:
+        lines: List[bytes] = impl.encode_ids(verb, ids)
+        return lines
     check = impl.check_uint
-    return jobs, [check("job id", j.jid if isinstance(j, Job) else j, MAX_UINT64)  # id_of
-                  for j in jobs]
-
-
-def by_id_commands(cmd: Command, ids: List[int], tails: Iterable[bytes]) -> List[bytes]:
-    """``cmd`` for every (checked) job id, with its argument tail."""
-    verb = cmd.name.encode("ascii")
-    return [b"%s %d%s\r\n" % (verb, jid, tail)
+    return [b"%s%d%s\r\n" % (verb, check("job id", jid, MAX_UINT64), tail)
             for jid, tail in zip(ids, tails)]  # noqa: B905 (tails may be endless)
 
 
-def stats_commands(impl: Any, ids: List[int]) -> List[bytes]:
+def stats_commands(impl: Any, ids: List[Any]) -> List[bytes]:
     """A stats-job (STATS_JOB_DICT) for every job id: their priorities, for
     release_many/bury_many."""
     encode = impl.encode_id

@@ -473,9 +473,10 @@ class Connection(Commands, YamlOption):
                 raise
         return rounds.jobs
 
-    def _by_id(self, cmd: Command, jobs: List[JobOrId], ids: List[int],
-               tails: Iterable[bytes], raise_errors: bool) -> List[Any]:
-        results = self._batch(cmd, by_id_commands(cmd, ids, tails), cmd.name, raise_errors)
+    def _by_id(self, cmd: Command, jobs: List[JobOrId], ids: List[Any],
+               tails: Optional[Iterable[bytes]], raise_errors: bool) -> List[Any]:
+        results = self._batch(cmd, by_id_commands(self._impl, cmd, ids, tails), cmd.name,
+                              raise_errors)
         unreserve(jobs, results)
         return results
 
@@ -497,8 +498,8 @@ class Connection(Commands, YamlOption):
                 results confirmed before the loss.
             ValueError, TypeError: a bad id; nothing was sent.
         """
-        jobs, ids = job_ids(self._impl, jobs)
-        return self._by_id(DELETE, jobs, ids, itertools.repeat(b""), raise_errors)
+        jobs, ids = job_ids(jobs)
+        return self._by_id(DELETE, jobs, ids, None, raise_errors)
 
     def release_many(self, jobs: Iterable[JobOrId], priority: Optional[int] = None,
                      delay: int = 0, raise_errors: bool = True) -> List[Any]:
@@ -518,7 +519,7 @@ class Connection(Commands, YamlOption):
         Raises:
             BatchError, SocketError, ValueError, TypeError: as ``delete_many``.
         """
-        jobs, ids = job_ids(self._impl, jobs)
+        jobs, ids = job_ids(jobs)
         delay = self._impl.check_uint("delay", delay)
         pris = self._priorities(ids, priority)
         return self._by_id(RELEASE, jobs, ids, (b" %d %d" % (p, delay) for p in pris),
@@ -540,11 +541,11 @@ class Connection(Commands, YamlOption):
         Raises:
             BatchError, SocketError, ValueError, TypeError: as ``delete_many``.
         """
-        jobs, ids = job_ids(self._impl, jobs)
+        jobs, ids = job_ids(jobs)
         pris = self._priorities(ids, priority)
         return self._by_id(BURY, jobs, ids, (b" %d" % p for p in pris), raise_errors)
 
-    def _priorities(self, ids: List[int], priority: Optional[int]) -> Iterable[int]:
+    def _priorities(self, ids: List[Any], priority: Optional[int]) -> Iterable[int]:
         """``priority`` for every job, or when None each job's current one."""
         if priority is not None:
             return itertools.repeat(self._impl.check_uint("priority", priority))

@@ -257,6 +257,17 @@ def encode_id(bytes verb, jid):
     return _id_line(verb, v)
 
 
+def encode_ids(bytes verb, ids):
+    """``encode_id`` of every job id in ``ids`` (all checked before the
+    list is returned), in order."""
+    cdef list lines = []
+    if PyBytes_GET_SIZE(verb) > 40:
+        return _pyprotocol.encode_ids(verb, ids)
+    for jid in ids:
+        lines.append(_id_line(verb, _uint("job id", jid, ULLONG_MAX)))
+    return lines
+
+
 cdef bytes _id_line(bytes verb, unsigned long long v):
     """``verb`` (at most 40 bytes, with its trailing space) and ``v``, as one command line."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(verb)

@@ -81,7 +81,8 @@ def test_module_names_and_signatures(core):
         if _check_signature("%s.%s" % (core.__name__, name), obj, fn):
             compared.append(name)
     # the functions' signatures are visible in both cores (Cython: binding=True)
-    assert {"check_uint", "check_name", "encode_put", "encode_id", "parse_yaml"} <= set(compared)
+    assert {"check_uint", "check_name", "encode_put", "encode_id", "encode_ids",
+            "parse_yaml"} <= set(compared)
 
 
 @pytest.mark.parametrize("cls_name", sorted(INSTANCE_PROTOCOLS))
@@ -119,6 +120,14 @@ def test_functions_behave(core):
     assert core.encode_body("é", "utf-8") == "é".encode()
     assert core.encode_put(b"hi", 1, 2, 3, None) == b"put 1 2 3 2\r\nhi\r\n"
     assert core.encode_id(b"delete ", 9) == b"delete 9\r\n"
+    assert core.encode_ids(b"touch ", iter([1, 2 ** 64 - 1])) == [
+        b"touch 1\r\n", b"touch 18446744073709551615\r\n"]
+    assert core.encode_ids(b"x" * 41 + b" ", [3]) == [b"x" * 41 + b" 3\r\n"]
+    assert core.encode_ids(b"delete ", [2.9]) == [b"delete 2\r\n"]     # as beanstalkc's %d
+    for bad, error in ((2 ** 64, ValueError), (-1, ValueError), ("1", TypeError),
+                       (True, TypeError), (float("nan"), ValueError)):
+        with pytest.raises(error, match="job id"):
+            core.encode_ids(b"delete ", [1, bad])
     assert core.parse_yaml(b"---\nid: 7\nname: yes\nrusage-utime: 0.5\ndraining: false\n") == {
         "id": 7, "name": "yes", "rusage-utime": 0.5, "draining": False}
     assert core.parse_yaml(b"---\n- default\n- t\n") == ["default", "t"]
