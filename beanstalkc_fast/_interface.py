@@ -14,7 +14,8 @@ another core), with the same signature and checks, in one call.
 """
 
 import socket
-from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Protocol, Tuple, Type, Union
+from typing import (Any, Callable, FrozenSet, Iterable, Iterator, List, Optional, Protocol, Tuple,
+                    Type, Union)
 
 # A parsed reply: (status, value, body). value is an int (id, count), a str
 # (tube name) or None; body is the job or YAML body, or None.
@@ -129,6 +130,13 @@ class AsyncWindow(Protocol):
 
     def has_room(self, size: int) -> bool:
         """Whether a command of ``size`` bytes may be written now."""
+        ...
+
+    def take(self, items: Iterator[bytes], out: List[bytes], sizes: List[int]) -> Any:
+        """Move commands from ``items`` to ``out`` (their sizes to ``sizes``),
+        counting each in, while the window has room for it; the first that
+        did not fit, or None when ``items`` ran out. An exception of
+        ``items`` propagates, the commands taken before it counted in."""
         ...
 
     def add(self, entry: Any, data: bytes) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import collections
 import contextvars
 from threading import get_ident
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 try:
     import cython  # type: ignore[import-untyped,unused-ignore]
@@ -222,6 +222,28 @@ class Window:
         """Whether a command of ``size`` bytes may be written now."""
         return self.count < self._limit and (
             self.count == 0 or self.nbytes + size <= self._max_bytes)
+
+    def take(self, items: Iterator[bytes], out: List[bytes], sizes: List[int]) -> Any:
+        """Move commands from ``items`` to ``out`` (their sizes to ``sizes``),
+        counting each in, while the window has room for it; the first that
+        did not fit, or None when ``items`` ran out. An exception of
+        ``items`` propagates, the commands taken before it counted in."""
+        count: cython.Py_ssize_t = self.count
+        nbytes: cython.Py_ssize_t = self.nbytes
+        size: cython.Py_ssize_t
+        try:
+            for data in items:
+                size = len(data)
+                if count >= self._limit or nbytes + size > self._max_bytes:
+                    return data
+                count += 1
+                nbytes += size
+                out.append(data)
+                sizes.append(size)
+            return None
+        finally:
+            self.count = count
+            self.nbytes = nbytes
 
     def add(self, entry: Any, data: bytes) -> None:
         """Count a single command, sent as ``data``, and enqueue its ``entry``."""

@@ -747,22 +747,10 @@ class Connection(Commands, YamlOption):
                 out, sizes = [data], [size]
                 data = None
                 if not self._waiters:             # as many more as fit now
-                    count, nbytes = self._w.count, self._w.nbytes
                     try:
-                        for data in items:
-                            size = len(data)
-                            if count >= BATCH_WINDOW or nbytes + size > BATCH_BYTES:
-                                break             # ``data`` starts the next chunk
-                            count += 1
-                            nbytes += size
-                            out.append(data)
-                            sizes.append(size)
-                        else:
-                            data = None
+                        data = self._w.take(items, out, sizes)   # the next chunk's first
                     except Exception as exc:
                         deferred = exc
-                        data = None
-                    self._w.count, self._w.nbytes = count, nbytes
                 chunk = _Chunk(self._loop.create_future(), cmd,
                                None if isinstance(kinds, Command)
                                else kinds[written:written + len(sizes)], sizes)

@@ -140,6 +140,10 @@ class Command(tuple):  # type: ignore[type-arg]
             return [v if s == ok else outcome(s, v, b, conn) for s, v, b in replies]
         if kind == NOTHING:
             return [None if s == ok else outcome(s, v, b, conn) for s, v, b in replies]
+        if kind == RESERVED or kind == PEEKED:              # finish's job, made here
+            job, encoding, reserved = conn._job_type, conn.encoding, kind == RESERVED
+            return [job(conn, v, b, reserved, encoding) if s == ok else outcome(s, v, b, conn)
+                    for s, v, b in replies]
         return [outcome(s, v, b, conn) for s, v, b in replies]
 
 
@@ -719,9 +723,9 @@ def checked(what: str, results: List[Any], raise_errors: bool) -> List[Any]:
     """``results`` of a batch; BatchError instead when ``raise_errors`` and
     some item was refused."""
     if raise_errors:
-        failed = sum(isinstance(r, BaseException) for r in results)
+        failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
-            raise BatchError("%d of %d %s commands failed" % (failed, len(results), what),
+            raise BatchError("%d of %d %s commands failed" % (len(failed), len(results), what),
                              results)
     return results
 

@@ -268,6 +268,38 @@ def test_asyncio_window_builds_agree(ops):
 
 
 @pytest.mark.parametrize("window_type", _builds("Window"))
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(1, 300), max_size=60), start=st.integers(0, 12),
+       limit=st.integers(1, 20), max_bytes=st.integers(1, 2000),
+       fail_at=st.none() | st.integers(0, 60))
+def test_asyncio_window_takes_what_fits(window_type, sizes, start, limit, max_bytes, fail_at):
+    w = window_type(None, None, limit, max_bytes, 2)
+    w.count, w.nbytes = start, start * 10
+    out, taken = [], []
+    items = _commands(sizes, fail_at)
+    try:
+        first = w.take(items, out, taken)
+    except KeyError:
+        first = "raised"
+    fits = []                              # what a one-by-one has_room loop takes
+    count, nbytes = start, start * 10
+    for i, size in enumerate(sizes):
+        if i == fail_at or count >= limit or nbytes + size > max_bytes:
+            break
+        fits.append(size)
+        count, nbytes = count + 1, nbytes + size
+    assert taken == fits and [len(d) for d in out] == fits
+    assert (w.count, w.nbytes) == (count, nbytes)   # counted in, even when items raised
+    stop = len(fits)
+    if fail_at is not None and fail_at == stop and stop < len(sizes):
+        assert first == "raised"
+    elif stop < len(sizes):
+        assert first == b"x" * (sizes[stop] - 1) + b"\n"   # the next chunk starts with it
+    else:
+        assert first is None
+
+
+@pytest.mark.parametrize("window_type", _builds("Window"))
 def test_asyncio_window_decides_each_call(window_type):
     ops = [("call", 0, 11),              # 0 idle: written at once, a plain future and _wait
            ("call", 0, 11),              # 1 others pending: a call, queued for one write
