@@ -1047,15 +1047,16 @@ cdef class Core:
 
     cdef int _send_parts(self, tuple parts) except -1:
         """Send the buffers ``parts`` (at most 4) in order from their own
-        memory with sendmsg, without the GIL (a body this big rarely fits the
-        socket buffer in one go, so no non-blocking try first): partial sends
-        resumed, a signal's handler run and the timeout re-armed with what
-        is left, as in ``_send``."""
+        memory with sendmsg: first a try that never blocks (the socket's
+        buffer usually takes all of it: no GIL round trip), then what is
+        left without the GIL: partial sends resumed, a signal's handler run
+        and the timeout re-armed with what is left, as in ``_send``."""
         cdef Py_buffer views[4]
         cdef bsf_iovec iov[4]
         cdef bsf_iovec *v = iov
         cdef int cnt = 0, i, err = 0, fd = self._fd
         cdef Py_ssize_t r
+        cdef bint tried = False
         cdef double started, wait
         if fd < 0:
             send_parts(self.sock, parts)
@@ -1074,13 +1075,22 @@ cdef class Core:
             started = bsf_now() if wait >= 0 else 0.0
             i = cnt
             while i > 0:
-                with nogil:
-                    r = bsf_sendv(fd, v, i, 0)
+                if tried:
+                    with nogil:
+                        r = bsf_sendv(fd, v, i, 0)
+                        if r < 0:
+                            err = bsf_errno()
+                    if r < 0:
+                        self._io_error(err, started, wait)
+                        continue
+                else:
+                    tried = True
+                    r = bsf_sendv(fd, v, i, 1)
                     if r < 0:
                         err = bsf_errno()
-                if r < 0:
-                    self._io_error(err, started, wait)
-                    continue
+                        if err != BSF_EAGAIN and err != BSF_EWOULDBLOCK:
+                            self._io_error(err, started, wait)
+                        continue
                 while i > 0 and <size_t>r >= v[0].iov_len:
                     r -= <Py_ssize_t>v[0].iov_len
                     v += 1
