@@ -6,12 +6,14 @@ from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_FromStringAnd
                                 PyByteArray_GET_SIZE)
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_SetItem
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLong, PyLong_FromLongLong,
                            PyLong_FromUnsignedLongLong)
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_INCREF
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.limits cimport LONG_MAX, ULLONG_MAX
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memmove
@@ -495,12 +497,50 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
     return _shared._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
 
 
+cdef enum:
+    VALUE_MAX = 24             # the longest raw value a _Layout remembers
+
+
+cdef struct LineSlot:
+    const char *raw            # the key's bytes (in _Layout.raws)
+    Py_ssize_t klen
+    PyObject *key              # the key (in _Layout.keys)
+    Py_ssize_t vlen            # the raw value last seen on this line, -1: none
+    char vraw[VALUE_MAX]
+    bint vas_str               # the as_str its value was made with
+    PyObject *value            # that value (a reference held by the layout)
+
+
 cdef class _Layout:
     """The keys of a reply seen before, in order: a reply with the same keys
-    is parsed line by line against them, without looking keys up."""
+    is parsed line by line against them, without looking keys up; a line
+    whose value is what it was last time gets the same (immutable) object."""
     cdef tuple keys, raws, fixed
     cdef tuple flags_for           # the str_keys ``as_str`` was computed for (a copy)
     cdef bytes as_str              # per key: its values stay str
+    cdef LineSlot *slots
+    cdef Py_ssize_t count
+
+    def __cinit__(self, tuple keys, tuple raws, tuple fixed):
+        cdef Py_ssize_t i
+        self.keys, self.raws, self.fixed = keys, raws, fixed
+        self.count = len(keys)
+        self.slots = <LineSlot *>PyMem_Malloc(self.count * sizeof(LineSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        for i in range(self.count):
+            self.slots[i].raw = PyBytes_AS_STRING(raws[i])
+            self.slots[i].klen = PyBytes_GET_SIZE(raws[i])
+            self.slots[i].key = <PyObject *>keys[i]
+            self.slots[i].vlen = -1
+            self.slots[i].value = NULL
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.slots != NULL:
+            for i in range(self.count):
+                Py_XDECREF(self.slots[i].value)
+            PyMem_Free(self.slots)
 
     cdef bytes flags(self, frozenset str_keys):
         if not self._same_keys(str_keys):
@@ -521,32 +561,66 @@ cdef class _Layout:
 cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
 
 
+cdef inline bint _same(const char *a, const char *b, Py_ssize_t n) noexcept:
+    """Whether the ``n`` bytes at ``a`` and ``b`` are equal: keys and values
+    are short, and a call of memcmp costs more than comparing them here."""
+    cdef uint64_t x, y
+    while n >= 8:
+        memcpy(&x, a, 8)
+        memcpy(&y, b, 8)
+        if x != y:
+            return False
+        a += 8
+        b += 8
+        n -= 8
+    while n > 0:
+        if a[0] != b[0]:
+            return False
+        a += 1
+        b += 1
+        n -= 1
+    return True
+
+
 cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize_t n,
                          frozenset str_keys):
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
-    cdef Py_ssize_t i = 0, count = len(layout.keys), llen, klen
+    cdef Py_ssize_t i = 0, count = layout.count, llen, klen, vlen
     cdef dict result = _PyDict_NewPresized(count)
     cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
     cdef const char *line
     cdef const char *q
     cdef const char *end = p + n
-    cdef bytes raw
+    cdef LineSlot *slot
+    cdef object value
     while pos < n:
         if i >= count:
             return None
-        raw = <bytes>layout.raws[i]
-        klen = PyBytes_GET_SIZE(raw)
+        slot = &layout.slots[i]
+        klen = slot.klen
         line = p + pos
         if n - pos < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
-                or memcmp(line, PyBytes_AS_STRING(raw), klen) != 0:
+                or not _same(line, slot.raw, klen):
             return None
         q = line + klen + 2                # values are short: no memchr call
         while q < end and q[0] != b'\n':
             q += 1
         llen = q - line
         pos += llen + 1
-        key = <str>layout.keys[i]
-        result[key] = _value(key, as_str[i], line, klen + 2, llen, str_keys)
+        vlen = llen - klen - 2
+        if (slot.vlen == vlen and slot.vas_str == as_str[i]
+                and _same(slot.vraw, line + klen + 2, vlen)):
+            value = <object>slot.value     # as last time: the same object
+        else:
+            value = _value(<str>slot.key, as_str[i], line, klen + 2, llen, str_keys)
+            if vlen <= VALUE_MAX:
+                Py_XDECREF(slot.value)
+                Py_INCREF(value)
+                slot.value = <PyObject *>value
+                slot.vlen = vlen
+                slot.vas_str = as_str[i]
+                memcpy(slot.vraw, line + klen + 2, vlen)
+        PyDict_SetItem(result, <object>slot.key, value)
         i += 1
     return result if i == count else None
 
@@ -609,9 +683,7 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     if plain and len(keys) >= 4 and len(keys) == len(result):
         if len(_LAYOUTS) >= 32:                   # bounded, whatever a server sends
             _LAYOUTS.clear()
-        layout = _Layout()
-        layout.keys, layout.raws, layout.fixed = tuple(keys), tuple(raws), tuple(fixed)
-        _LAYOUTS[keys[0]] = layout
+        _LAYOUTS[keys[0]] = _Layout(tuple(keys), tuple(raws), tuple(fixed))
     return result
 
 

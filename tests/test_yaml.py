@@ -321,3 +321,20 @@ def test_parse_yaml_layout_reuse_on_real_replies(both_cores, conn):
         status, _, body = conn._core.request(command)
         assert status == "OK"
         assert _typed(py.parse_yaml(body, keys)) == _typed(cy.parse_yaml(body, keys))
+
+
+def test_parse_yaml_value_reuse_follows_str_keys(core):
+    # the Cython parser hands out a line's value object again when the line's
+    # raw value is unchanged; the typing (str_keys) and new values still apply
+    long = "9" * 30                                   # beyond what it remembers
+    body = _body([("k-one", "7"), ("k-two", "0.25"), ("k-three", long), ("k-four", "x"),
+                  ("k-five", "true")])
+    plain = {"k-one": 7, "k-two": 0.25, "k-three": int(long), "k-four": "x", "k-five": True}
+    for str_keys, expected in ((frozenset(), plain),
+                               (frozenset(("k-one", "k-five")),
+                                dict(plain, **{"k-one": "7", "k-five": "true"})),
+                               (frozenset(), plain)) * 2:
+        assert _typed(core.parse_yaml(body, str_keys)) == _typed(expected)
+    changed = body.replace(b"k-one: 7", b"k-one: 8").replace(b"0.25", b"0.5")
+    assert core.parse_yaml(changed) == dict(plain, **{"k-one": 8, "k-two": 0.5})
+    assert core.parse_yaml(body) == plain
