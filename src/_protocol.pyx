@@ -13,7 +13,7 @@ from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLong, PyLong
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.ref cimport Py_INCREF
 from libc.limits cimport LONG_MAX, ULLONG_MAX
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memmove
@@ -36,6 +36,7 @@ cdef extern from "Python.h":
     object PyMemoryView_FromMemory(char *mem, Py_ssize_t size, int flags)
     int PyBUF_WRITE
     dict _PyDict_NewPresized(Py_ssize_t minused)
+    dict PyDict_Copy(object d)
     PyObject *_PyType_Lookup(type t, str name)     # borrowed, or NULL; cached by the type
 
 cdef extern from *:
@@ -505,26 +506,32 @@ cdef struct LineSlot:
     const char *raw            # the key's bytes (in _Layout.raws)
     Py_ssize_t klen
     PyObject *key              # the key (in _Layout.keys)
-    Py_ssize_t vlen            # the raw value last seen on this line, -1: none
+    Py_ssize_t vlen            # the raw value in the snapshot, -1: not known
     char vraw[VALUE_MAX]
     bint vas_str               # the as_str its value was made with
-    PyObject *value            # that value (a reference held by the layout)
 
 
 cdef class _Layout:
     """The keys of a reply seen before, in order: a reply with the same keys
-    is parsed line by line against them, without looking keys up; a line
-    whose value is what it was last time gets the same (immutable) object."""
+    is parsed line by line against them, without looking keys up, into
+    ``snapshot`` (the last reply's dict, never handed out: a copy of it is).
+    Only the lines whose raw value changed since are parsed and stored: the
+    others keep their (immutable) value objects."""
     cdef tuple keys, raws, fixed
     cdef tuple flags_for           # the str_keys ``as_str`` was computed for (a copy)
     cdef bytes as_str              # per key: its values stay str
     cdef LineSlot *slots
     cdef Py_ssize_t count
+    cdef dict snapshot
+    # a parse is filling snapshot (the GIL can change hands inside one: a GC
+    # finalizer, the Python fallback for an odd value)
+    cdef bint busy
 
     def __cinit__(self, tuple keys, tuple raws, tuple fixed):
         cdef Py_ssize_t i
         self.keys, self.raws, self.fixed = keys, raws, fixed
         self.count = len(keys)
+        self.snapshot = _PyDict_NewPresized(self.count)
         self.slots = <LineSlot *>PyMem_Malloc(self.count * sizeof(LineSlot))
         if self.slots == NULL:
             raise MemoryError()
@@ -533,14 +540,9 @@ cdef class _Layout:
             self.slots[i].klen = PyBytes_GET_SIZE(raws[i])
             self.slots[i].key = <PyObject *>keys[i]
             self.slots[i].vlen = -1
-            self.slots[i].value = NULL
 
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        if self.slots != NULL:
-            for i in range(self.count):
-                Py_XDECREF(self.slots[i].value)
-            PyMem_Free(self.slots)
+        PyMem_Free(self.slots)
 
     cdef bytes flags(self, frozenset str_keys):
         if not self._same_keys(str_keys):
@@ -586,7 +588,7 @@ cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize
                          frozenset str_keys):
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
     cdef Py_ssize_t i = 0, count = layout.count, llen, klen, vlen
-    cdef dict result = _PyDict_NewPresized(count)
+    cdef dict snapshot = layout.snapshot
     cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
     cdef const char *line
     cdef const char *q
@@ -608,21 +610,18 @@ cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize
         llen = q - line
         pos += llen + 1
         vlen = llen - klen - 2
-        if (slot.vlen == vlen and slot.vas_str == as_str[i]
-                and _same(slot.vraw, line + klen + 2, vlen)):
-            value = <object>slot.value     # as last time: the same object
-        else:
+        if not (slot.vlen == vlen and slot.vas_str == as_str[i]
+                and _same(slot.vraw, line + klen + 2, vlen)):    # else: as in snapshot
             value = _value(<str>slot.key, as_str[i], line, klen + 2, llen, str_keys)
+            PyDict_SetItem(snapshot, <object>slot.key, value)
             if vlen <= VALUE_MAX:
-                Py_XDECREF(slot.value)
-                Py_INCREF(value)
-                slot.value = <PyObject *>value
                 slot.vlen = vlen
                 slot.vas_str = as_str[i]
                 memcpy(slot.vraw, line + klen + 2, vlen)
-        PyDict_SetItem(result, <object>slot.key, value)
+            else:
+                slot.vlen = -1             # too long to remember: parsed every time
         i += 1
-    return result if i == count else None
+    return PyDict_Copy(snapshot) if i == count else None
 
 
 def parse_yaml(bytes body, frozenset str_keys=frozenset()):
@@ -655,8 +654,14 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     nl = <const char *>memchr(p + pos, b':', n - pos)
     if nl != NULL:
         layout = _LAYOUTS.get(_key(p + pos, nl - p - pos, &fixed_str))
-        if layout is not None:
-            result = _parse_known(layout, p, pos, n, str_keys)
+        if layout is not None and layout.busy:
+            plain = False      # another thread is inside it (see _Layout): leave it be
+        elif layout is not None:
+            layout.busy = True
+            try:
+                result = _parse_known(layout, p, pos, n, str_keys)
+            finally:
+                layout.busy = False
             if result is not None:
                 return result
     result = {}

@@ -338,3 +338,35 @@ def test_parse_yaml_value_reuse_follows_str_keys(core):
     changed = body.replace(b"k-one: 7", b"k-one: 8").replace(b"0.25", b"0.5")
     assert core.parse_yaml(changed) == dict(plain, **{"k-one": 8, "k-two": 0.5})
     assert core.parse_yaml(body) == plain
+    # a value too long to remember, between two replies with the short one
+    longer = body.replace(b"k-one: 7", b"k-one: " + b"5" * 40)
+    for reply, one in ((longer, int("5" * 40)), (body, 7), (longer, int("5" * 40))):
+        assert core.parse_yaml(reply) == dict(plain, **{"k-one": one})
+    # what a caller does to its dict stays out of the next reply's
+    first = core.parse_yaml(body)
+    first["k-one"] = "mine"
+    del first["k-two"]
+    assert core.parse_yaml(body) == plain
+
+
+def test_parse_yaml_reentered_mid_reply(core, monkeypatch):
+    # the GIL can change hands in the middle of a parse (a GC finalizer runs,
+    # or the Python fallback for an odd value): a parse of the same key layout
+    # meanwhile, here from that fallback, must not mix the two replies
+    from beanstalkc_fast import _shared
+    body_a = _body([("r-one", "1"), ("r-two", "#odd"), ("r-three", "3"), ("r-four", "4")])
+    body_b = _body([("r-one", "10"), ("r-two", "2"), ("r-three", "30"), ("r-four", "40")])
+    core.parse_yaml(body_a)
+    core.parse_yaml(body_b)                    # the layout known, b's values remembered
+    real, inner = _shared._scalar, []
+
+    def scalar(key, raw, str_keys):
+        if not inner:
+            inner.append(core.parse_yaml(body_b))
+        return real(key, raw, str_keys)
+
+    monkeypatch.setattr(_shared, "_scalar", scalar)
+    assert core.parse_yaml(body_a) == {"r-one": 1, "r-two": "#odd", "r-three": 3, "r-four": 4}
+    assert inner in ([], [{"r-one": 10, "r-two": 2, "r-three": 30, "r-four": 40}])
+    assert core.parse_yaml(body_b) == {"r-one": 10, "r-two": 2, "r-three": 30, "r-four": 40}
+    assert core.parse_yaml(body_a) == {"r-one": 1, "r-two": "#odd", "r-three": 3, "r-four": 4}
