@@ -12,8 +12,9 @@ from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLong, PyLong
                            PyLong_FromUnsignedLongLong)
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.limits cimport LONG_MAX, ULLONG_MAX
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memmove
@@ -498,31 +499,30 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
     return _shared._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
 
 
-cdef enum:
-    VALUE_MAX = 24             # the longest raw value a _Layout remembers
-
-
 cdef struct LineSlot:
     const char *raw            # the key's bytes (in _Layout.raws)
     Py_ssize_t klen
     PyObject *key              # the key (in _Layout.keys)
-    Py_ssize_t vlen            # the raw value in the snapshot, -1: not known
-    char vraw[VALUE_MAX]
+    # the line in _Layout.last (without its newline) whose value snapshot
+    # holds; llen -1: none (nor is last read)
+    Py_ssize_t off, llen
     bint vas_str               # the as_str its value was made with
 
 
 cdef class _Layout:
     """The keys of a reply seen before, in order: a reply with the same keys
     is parsed line by line against them, without looking keys up, into
-    ``snapshot`` (the last reply's dict, never handed out: a copy of it is).
-    Only the lines whose raw value changed since are parsed and stored: the
-    others keep their (immutable) value objects."""
+    ``snapshot`` (the dict of the last reply, ``last``; never handed out: a
+    copy of it is). A line that is the same as in ``last`` keeps its
+    (immutable) value object: only the lines that changed are parsed."""
     cdef tuple keys, raws, fixed
     cdef tuple flags_for           # the str_keys ``as_str`` was computed for (a copy)
     cdef bytes as_str              # per key: its values stay str
     cdef LineSlot *slots
     cdef Py_ssize_t count
     cdef dict snapshot
+    cdef char *last                # a copy of the last reply (nothing of a caller's is kept)
+    cdef Py_ssize_t last_room
     # a parse is filling snapshot (the GIL can change hands inside one: a GC
     # finalizer, the Python fallback for an odd value)
     cdef bint busy
@@ -532,6 +532,8 @@ cdef class _Layout:
         self.keys, self.raws, self.fixed = keys, raws, fixed
         self.count = len(keys)
         self.snapshot = _PyDict_NewPresized(self.count)
+        self.last = NULL
+        self.last_room = 0
         self.slots = <LineSlot *>PyMem_Malloc(self.count * sizeof(LineSlot))
         if self.slots == NULL:
             raise MemoryError()
@@ -539,10 +541,29 @@ cdef class _Layout:
             self.slots[i].raw = PyBytes_AS_STRING(raws[i])
             self.slots[i].klen = PyBytes_GET_SIZE(raws[i])
             self.slots[i].key = <PyObject *>keys[i]
-            self.slots[i].vlen = -1
+            self.slots[i].llen = -1
 
     def __dealloc__(self):
         PyMem_Free(self.slots)
+        PyMem_Free(self.last)
+
+    cdef int keep(self, bytes body) except -1:
+        """Copy ``body`` to ``last``."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+        cdef char *buf
+        if n > self.last_room:
+            buf = <char *>PyMem_Realloc(self.last, n)
+            if buf == NULL:
+                raise MemoryError()
+            self.last, self.last_room = buf, n
+        memcpy(self.last, PyBytes_AS_STRING(body), n)
+        return 0
+
+    cdef void forget(self) noexcept:
+        """No line is known any more (a parse stopped half way)."""
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            self.slots[i].llen = -1
 
     cdef bytes flags(self, frozenset str_keys):
         if not self._same_keys(str_keys):
@@ -552,10 +573,11 @@ cdef class _Layout:
 
     cdef bint _same_keys(self, frozenset str_keys):
         # a few membership tests instead of a set comparison
-        if self.flags_for is None or len(self.flags_for) != len(str_keys):
+        cdef Py_ssize_t i, size = len(str_keys)
+        if self.flags_for is None or PyTuple_GET_SIZE(self.flags_for) != size:
             return False
-        for k in self.flags_for:
-            if k not in str_keys:
+        for i in range(size):
+            if self.flags_for[i] not in str_keys:
                 return False
         return True
 
@@ -564,8 +586,8 @@ cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
 
 
 cdef inline bint _same(const char *a, const char *b, Py_ssize_t n) noexcept:
-    """Whether the ``n`` bytes at ``a`` and ``b`` are equal: keys and values
-    are short, and a call of memcmp costs more than comparing them here."""
+    """Whether the ``n`` bytes at ``a`` and ``b`` are equal: lines are short,
+    and a call of memcmp costs more than comparing them here."""
     cdef uint64_t x, y
     while n >= 8:
         memcpy(&x, a, 8)
@@ -584,23 +606,48 @@ cdef inline bint _same(const char *a, const char *b, Py_ssize_t n) noexcept:
     return True
 
 
-cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize_t n,
-                         frozenset str_keys):
+cdef object _parse_known(_Layout layout, bytes body, Py_ssize_t pos, frozenset str_keys):
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
-    cdef Py_ssize_t i = 0, count = layout.count, llen, klen, vlen
+    try:
+        result = _parse_lines(layout, body, pos, str_keys)
+    except BaseException:
+        layout.forget()
+        raise
+    if result is None:
+        layout.forget()
+    else:
+        try:
+            layout.keep(body)
+        except BaseException:
+            layout.forget()
+            raise
+    return result
+
+
+cdef object _parse_lines(_Layout layout, bytes body, Py_ssize_t pos, frozenset str_keys):
+    cdef const char *p = PyBytes_AS_STRING(body)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef Py_ssize_t i = 0, count = layout.count, llen, klen
     cdef dict snapshot = layout.snapshot
     cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
+    cdef const char *last = layout.last
     cdef const char *line
     cdef const char *q
     cdef const char *end = p + n
     cdef LineSlot *slot
-    cdef object value
     while pos < n:
         if i >= count:
             return None
         slot = &layout.slots[i]
-        klen = slot.klen
         line = p + pos
+        llen = slot.llen
+        if (llen >= 0 and n - pos > llen and slot.vas_str == as_str[i]
+                and _same(line, last + slot.off, llen + 1)):   # with its newline
+            slot.off = pos                 # the same line: its value is in snapshot
+            pos += llen + 1
+            i += 1
+            continue
+        klen = slot.klen
         if n - pos < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
                 or not _same(line, slot.raw, klen):
             return None
@@ -608,18 +655,14 @@ cdef object _parse_known(_Layout layout, const char *p, Py_ssize_t pos, Py_ssize
         while q < end and q[0] != b'\n':
             q += 1
         llen = q - line
+        if not _all_ascii(line, llen):
+            return None                    # the exact, slower path decodes it
+        PyDict_SetItem(snapshot, <object>slot.key,
+                       _value(<str>slot.key, as_str[i], line, klen + 2, llen, str_keys))
+        slot.off = pos
+        slot.llen = llen if q < end else -1     # the last line, with no newline: not kept
+        slot.vas_str = as_str[i]
         pos += llen + 1
-        vlen = llen - klen - 2
-        if not (slot.vlen == vlen and slot.vas_str == as_str[i]
-                and _same(slot.vraw, line + klen + 2, vlen)):    # else: as in snapshot
-            value = _value(<str>slot.key, as_str[i], line, klen + 2, llen, str_keys)
-            PyDict_SetItem(snapshot, <object>slot.key, value)
-            if vlen <= VALUE_MAX:
-                slot.vlen = vlen
-                slot.vas_str = as_str[i]
-                memcpy(slot.vraw, line + klen + 2, vlen)
-            else:
-                slot.vlen = -1             # too long to remember: parsed every time
         i += 1
     return PyDict_Copy(snapshot) if i == count else None
 
@@ -634,15 +677,29 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     cdef const char *line
     cdef Py_ssize_t llen
     cdef dict result
-    cdef list items, keys = [], raws = [], fixed = []
+    cdef list items, keys, raws, fixed
     cdef str key
     cdef bint is_list, fixed_str = False, plain = True
     cdef _Layout layout
-    if not _all_ascii(p, n):                      # take the exact, slower path
-        return _pyprotocol.parse_yaml(body, str_keys)
     if n >= 4 and memcmp(p, b"---\n", 4) == 0:
         pos = 4
     is_list = n - pos >= 2 and p[pos] == b'-' and p[pos + 1] == b' '
+    nl = NULL if is_list else <const char *>memchr(p + pos, b':', n - pos)
+    if nl != NULL and _all_ascii(p + pos, nl - p - pos):
+        # a known layout checks the lines it parses itself (see _parse_lines)
+        layout = _LAYOUTS.get(_key(p + pos, nl - p - pos, &fixed_str))
+        if layout is not None and layout.busy:
+            plain = False      # another thread is inside it (see _Layout): leave it be
+        elif layout is not None:
+            layout.busy = True
+            try:
+                result = _parse_known(layout, body, pos, str_keys)
+            finally:
+                layout.busy = False
+            if result is not None:
+                return result
+    if not _all_ascii(p, n):                      # take the exact, slower path
+        return _pyprotocol.parse_yaml(body, str_keys)
     if is_list:
         items = []
         while pos < n:
@@ -651,19 +708,7 @@ def parse_yaml(bytes body, frozenset str_keys=frozenset()):
                 items.append(p[pos + 2:eol].decode("ascii"))
             pos = eol + 1
         return items
-    nl = <const char *>memchr(p + pos, b':', n - pos)
-    if nl != NULL:
-        layout = _LAYOUTS.get(_key(p + pos, nl - p - pos, &fixed_str))
-        if layout is not None and layout.busy:
-            plain = False      # another thread is inside it (see _Layout): leave it be
-        elif layout is not None:
-            layout.busy = True
-            try:
-                result = _parse_known(layout, p, pos, n, str_keys)
-            finally:
-                layout.busy = False
-            if result is not None:
-                return result
+    keys, raws, fixed = [], [], []
     result = {}
     while pos < n:
         eol = _line_end(p, pos, n)
@@ -1407,6 +1452,9 @@ cdef class Core:
             if kind == 2 or kind == 3:     # RESERVED, PEEKED
                 return _make_job(conn, value, body, kind == 2)
             if kind == 5:                  # YAML
+                if (conn._parse is True and _PyType_Lookup(type(conn), "_yaml_value")
+                        == <PyObject *>(<tuple>_commands()[5])):
+                    return parse_yaml(body, c[8])     # what _yaml_value does, without its frame
                 return conn._yaml_value(body, c[8])
         return c.finish(status, value, body, conn, arg)
 
@@ -1533,12 +1581,13 @@ cdef tuple _CMDS = None
 
 
 cdef tuple _commands():
-    """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands), imported on first
-    use (commands imports the job module, which imports this one)."""
+    """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands, YamlOption._yaml_value),
+    imported on first use (commands imports the job module, which imports this one)."""
     global _CMDS
     if _CMDS is None:
         from beanstalkc_fast import commands as c
-        _CMDS = (c.PUT, c.RESERVE, c.RESERVE_TIMEOUT, c.DELETE, c.Commands)
+        _CMDS = (c.PUT, c.RESERVE, c.RESERVE_TIMEOUT, c.DELETE, c.Commands,
+                 c.YamlOption.__dict__["_yaml_value"])
     return _CMDS
 
 

@@ -342,6 +342,10 @@ def test_parse_yaml_value_reuse_follows_str_keys(core):
     longer = body.replace(b"k-one: 7", b"k-one: " + b"5" * 40)
     for reply, one in ((longer, int("5" * 40)), (body, 7), (longer, int("5" * 40))):
         assert core.parse_yaml(reply) == dict(plain, **{"k-one": one})
+    # a changed line that is not ASCII: the exact path decodes it
+    odd = body.replace(b"k-four: x", "k-four: é".encode())
+    assert core.parse_yaml(odd) == dict(plain, **{"k-four": "é"})
+    assert core.parse_yaml(body) == plain
     # what a caller does to its dict stays out of the next reply's
     first = core.parse_yaml(body)
     first["k-one"] = "mine"
