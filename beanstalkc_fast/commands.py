@@ -723,9 +723,9 @@ def checked(what: str, results: List[Any], raise_errors: bool) -> List[Any]:
     """``results`` of a batch; BatchError instead when ``raise_errors`` and
     some item was refused."""
     if raise_errors:
-        failed = [r for r in results if isinstance(r, BaseException)]
+        failed = sum(isinstance(r, BaseException) for r in results)
         if failed:
-            raise BatchError("%d of %d %s commands failed" % (len(failed), len(results), what),
+            raise BatchError("%d of %d %s commands failed" % (failed, len(results), what),
                              results)
     return results
 
