@@ -522,7 +522,7 @@ cdef class _Layout:
     cdef Py_ssize_t count
     cdef dict snapshot
     cdef char *last                # a copy of the last reply (nothing of a caller's is kept)
-    cdef Py_ssize_t last_room
+    cdef Py_ssize_t last_n, last_room
     # a parse is filling snapshot (the GIL can change hands inside one: a GC
     # finalizer, the Python fallback for an odd value)
     cdef bint busy
@@ -533,7 +533,7 @@ cdef class _Layout:
         self.count = len(keys)
         self.snapshot = _PyDict_NewPresized(self.count)
         self.last = NULL
-        self.last_room = 0
+        self.last_n = self.last_room = 0
         self.slots = <LineSlot *>PyMem_Malloc(self.count * sizeof(LineSlot))
         if self.slots == NULL:
             raise MemoryError()
@@ -557,6 +557,7 @@ cdef class _Layout:
                 raise MemoryError()
             self.last, self.last_room = buf, n
         memcpy(self.last, PyBytes_AS_STRING(body), n)
+        self.last_n = n
         return 0
 
     cdef void forget(self) noexcept:
@@ -606,6 +607,37 @@ cdef inline bint _same(const char *a, const char *b, Py_ssize_t n) noexcept:
     return True
 
 
+cdef inline Py_ssize_t _common_prefix(const char *a, const char *b, Py_ssize_t n) noexcept:
+    """How many bytes ``a`` and ``b`` (``n`` each) share from the start."""
+    cdef Py_ssize_t i = 0
+    cdef uint64_t x, y
+    while i + 8 <= n:
+        memcpy(&x, a + i, 8)
+        memcpy(&y, b + i, 8)
+        if x != y:
+            break
+        i += 8
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _common_suffix(const char *a, Py_ssize_t na, const char *b,
+                                     Py_ssize_t nb) noexcept:
+    """How many bytes ``a`` (``na``) and ``b`` (``nb``) share at the end."""
+    cdef Py_ssize_t i = 0, n = min(na, nb)
+    cdef uint64_t x, y
+    while i + 8 <= n:
+        memcpy(&x, a + na - i - 8, 8)
+        memcpy(&y, b + nb - i - 8, 8)
+        if x != y:
+            break
+        i += 8
+    while i < n and a[na - i - 1] == b[nb - i - 1]:
+        i += 1
+    return i
+
+
 cdef object _parse_known(_Layout layout, bytes body, Py_ssize_t pos, frozenset str_keys):
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
     try:
@@ -635,14 +667,27 @@ cdef object _parse_lines(_Layout layout, bytes body, Py_ssize_t pos, frozenset s
     cdef const char *q
     cdef const char *end = p + n
     cdef LineSlot *slot
+    cdef Py_ssize_t same = _common_prefix(p, last, min(n, layout.last_n))
+    # a line of the last reply from here on is in both replies' common end
+    cdef Py_ssize_t tail_start = layout.last_n - _common_suffix(p, n, last, layout.last_n)
+    cdef Py_ssize_t shift = n - layout.last_n      # where its lines are now: off + shift
+    # the lines before the first byte that differs from the last reply: as they were
+    while i < count:
+        slot = &layout.slots[i]
+        if (slot.llen < 0 or slot.off != pos or pos + slot.llen >= same
+                or slot.vas_str != as_str[i]):
+            break
+        pos += slot.llen + 1
+        i += 1
     while pos < n:
         if i >= count:
             return None
         slot = &layout.slots[i]
         line = p + pos
         llen = slot.llen
-        if (llen >= 0 and n - pos > llen and slot.vas_str == as_str[i]
-                and _same(line, last + slot.off, llen + 1)):   # with its newline
+        if llen >= 0 and slot.vas_str == as_str[i] and (
+                (slot.off >= tail_start and slot.off + shift == pos)
+                or (n - pos > llen and _same(line, last + slot.off, llen + 1))):   # newline too
             slot.off = pos                 # the same line: its value is in snapshot
             pos += llen + 1
             i += 1

@@ -374,3 +374,17 @@ def test_parse_yaml_reentered_mid_reply(core, monkeypatch):
     assert inner in ([], [{"r-one": 10, "r-two": 2, "r-three": 30, "r-four": 40}])
     assert core.parse_yaml(body_b) == {"r-one": 10, "r-two": 2, "r-three": 30, "r-four": 40}
     assert core.parse_yaml(body_a) == {"r-one": 1, "r-two": "#odd", "r-three": 3, "r-four": 4}
+
+
+def test_parse_yaml_lines_shifted_by_a_longer_value(core):
+    # lines before and after a changed one are taken as they were; after it,
+    # at their new place when its length changed
+    keys = ["s-a", "s-b", "s-c", "s-d", "s-e", "s-f"]
+    py = __import__("beanstalkc_fast._pyprotocol", fromlist=["parse_yaml"])
+    for values in (["1", "2", "3", "4", "5", "6"], ["1", "2", "333", "4", "5", "6"],
+                   ["1", "2", "3", "4", "5", "6"], ["9", "2", "3", "4", "5", "6"],
+                   ["9", "2", "3", "4", "5", "66"], ["9", "2", "3", "4", "5", "6"],
+                   ["1", "22", "3", "4", "55", "6"], ["1", "22", "3", "4", "55", "6"],
+                   ["true", "x", "0.5", "4", "y", "6"], ["1", "2", "3", "4", "5", "6"]):
+        body = _body(list(zip(keys, values)))
+        assert _typed(core.parse_yaml(body)) == _typed(py.parse_yaml(body)), values
