@@ -622,8 +622,8 @@ cdef inline Py_ssize_t _common_prefix(const char *a, const char *b, Py_ssize_t n
     return i
 
 
-cdef inline Py_ssize_t _common_suffix(const char *a, Py_ssize_t na, const char *b,
-                                     Py_ssize_t nb) noexcept:
+cdef inline Py_ssize_t _common_suffix(const char *a, Py_ssize_t na,
+                                      const char *b, Py_ssize_t nb) noexcept:
     """How many bytes ``a`` (``na``) and ``b`` (``nb``) share at the end."""
     cdef Py_ssize_t i = 0, n = min(na, nb)
     cdef uint64_t x, y
