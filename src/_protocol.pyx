@@ -642,18 +642,14 @@ cdef object _parse_known(_Layout layout, bytes body, Py_ssize_t pos, frozenset s
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
     try:
         result = _parse_lines(layout, body, pos, str_keys)
+        if result is not None:
+            layout.keep(body)
+            return result
     except BaseException:
         layout.forget()
         raise
-    if result is None:
-        layout.forget()
-    else:
-        try:
-            layout.keep(body)
-        except BaseException:
-            layout.forget()
-            raise
-    return result
+    layout.forget()
+    return None
 
 
 cdef object _parse_lines(_Layout layout, bytes body, Py_ssize_t pos, frozenset str_keys):
