@@ -667,9 +667,9 @@ def by_id_commands(impl: Any, cmd: Command, ids: List[Any],
 
 def stats_commands(impl: Any, ids: List[Any]) -> List[bytes]:
     """A stats-job (STATS_JOB_DICT) for every job id: their priorities, for
-    release_many/bury_many."""
-    encode = impl.encode_id
-    return [encode(b"stats-job ", jid) for jid in ids]
+    release_many/bury_many; every id is checked before the list is returned."""
+    lines: List[bytes] = impl.encode_ids(b"stats-job ", ids)
+    return lines
 
 
 def priorities_of(stats: List[Any]) -> List[int]:
