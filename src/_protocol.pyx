@@ -54,6 +54,7 @@ cdef extern from *:
     static Py_ssize_t bsf_sendv(int fd, bsf_iovec *v, int n, int now) { return -1; }
     static int bsf_errno(void) { return 0; }
     static void bsf_nap(double s) { }
+    static void bsf_yield(void) { }
 
     static double bsf_now(void) { return 0.0; }
     #define BSF_EINTR (-1)
@@ -63,6 +64,7 @@ cdef extern from *:
     #include <errno.h>
     #include <string.h>
     #include <time.h>
+    #include <sched.h>
     #include <sys/types.h>
     #include <sys/socket.h>
     #include <sys/uio.h>
@@ -93,6 +95,7 @@ cdef extern from *:
         return (Py_ssize_t)sendmsg(fd, &m, MSG_NOSIGNAL | (now ? MSG_DONTWAIT : 0));
     }
     static int bsf_errno(void) { return errno; }
+    static void bsf_yield(void) { sched_yield(); }
     static void bsf_nap(double s) {
         struct timespec ts;
         ts.tv_sec = 0;
@@ -161,6 +164,7 @@ cdef extern from *:
     const char *bsf_pairs
     int bsf_small_uint(object v, unsigned long long *out) noexcept
     void bsf_nap(double s) nogil
+    void bsf_yield() nogil
 
 cdef Py_ssize_t C_MAX_LINE = MAX_LINE
 cdef object _NO_EXTRA = 0.0
@@ -176,6 +180,7 @@ cdef enum:
 cdef Py_ssize_t C_SCATTER_MIN = SCATTER_MIN
 cdef double NAP_SECONDS = 50e-6             # see Core._nap
 cdef Py_ssize_t NAP_MIN_OUTSTANDING = 32
+cdef Py_ssize_t NAP_FEW = 4                 # bytes per reply due: fewer after the yield, nap
 
 # Reply status words, the frequent first, matched by length and memcmp (no
 # allocation); entry i is (interned str, shape) with shapes as in _shared._SHAPES.
@@ -1422,27 +1427,39 @@ cdef class Core:
         """``_read_reply`` for ``run_window`` (``outstanding``: replies still
         due): when none has come yet and many are due, ``_nap`` first."""
         if outstanding >= NAP_MIN_OUTSTANDING and self._reader._end == self._reader._pos:
-            self._nap()
+            self._nap(outstanding)
         return self._read_reply()
 
-    cdef int _nap(self) except -1:
-        """Sleep NAP_SECONDS, then take what replies have come (never blocking).
-        Asleep in recv, the client is woken by every reply the server writes
-        (a context switch on both sides per reply); napping once, it finds
-        a run of them. Signal handlers run after the nap."""
+    cdef int _nap(self, Py_ssize_t outstanding) except -1:
+        """Let ``outstanding`` replies gather, then take what has come (never
+        blocking). Asleep in recv, the client is woken by every reply the
+        server writes (a context switch on both sides per reply). So it first
+        yields its CPU: when the server shares that CPU, it runs now and
+        answers all it was sent. When little has come after that, the server
+        runs elsewhere: the client sleeps NAP_SECONDS and finds a run of
+        replies. Signal handlers run after the nap."""
         cdef Reader reader = self._reader
         cdef Py_ssize_t r
         cdef int fd = self._fd
         cdef char *p
-        cdef Py_ssize_t room
+        cdef Py_ssize_t room, got = 0
         if fd < 0:
             return 0
         reader._make_room()
         p = PyByteArray_AS_STRING(reader._buf) + reader._end
         room = PyByteArray_GET_SIZE(reader._buf) - reader._end
         with nogil:
-            bsf_nap(NAP_SECONDS)
-            r = bsf_recv_now(fd, p, room)     # errors and EOF: _recv meets them again
+            bsf_yield()                       # on a shared CPU: the server runs now
+            r = bsf_recv_now(fd, p, room)
+            if r < 0 or (r > 0 and r < NAP_FEW * outstanding):
+                if r > 0:                     # a few: the server runs elsewhere, let more come
+                    p += r
+                    room -= r
+                    got = r
+                bsf_nap(NAP_SECONDS)
+                r = bsf_recv_now(fd, p, room)     # errors and EOF: _recv meets them again
+                if got:
+                    r = got + (r if r > 0 else 0)
         if r > 0:
             reader._end += r
         PyErr_CheckSignals()                  # a signal during the nap: its handler now
