@@ -8,6 +8,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_SetItem
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.float cimport PyFloat_FromDouble
 from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_FromLong, PyLong_FromLongLong,
                            PyLong_FromUnsignedLongLong)
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
@@ -119,6 +120,10 @@ cdef extern from *:
     #define BSF_EWOULDBLOCK EWOULDBLOCK
     #endif
 
+    /* powers of ten a double holds exactly */
+    static const double bsf_pow10[16] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+                                         1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
     /* "00" "01" ... "99": two decimal digits per table entry */
     static const char bsf_pairs[201] =
         "00010203040506070809101112131415161718192021222324"
@@ -162,6 +167,7 @@ cdef extern from *:
     int bsf_errno() nogil
     double bsf_now() nogil
     const char *bsf_pairs
+    const double *bsf_pow10
     int bsf_small_uint(object v, unsigned long long *out) noexcept
     void bsf_nap(double s) nogil
     void bsf_yield() nogil
@@ -391,6 +397,29 @@ cdef inline bint _is_float(const char *p, Py_ssize_t n):
     return dot > start and dot < n - 1
 
 
+cdef inline bint _short_decimal(const char *p, Py_ssize_t n, double *out) noexcept:
+    """The value of ``p`` (``_is_float`` holds) when it has at most 15
+    digits (e.g. rusage-utime's "0.123456"): digits / 10**k, exact operands
+    and one correctly rounded division, so the double float() gives."""
+    cdef unsigned long long m = 0
+    cdef Py_ssize_t i = 1 if p[0] == b'-' else 0, digits = 0, frac = -1
+    while i < n:
+        if p[i] == b'.':
+            frac = 0
+        else:
+            m = m * 10 + <unsigned long long>(p[i] - 48)
+            digits += 1
+            if frac >= 0:
+                frac += 1
+        i += 1
+    if digits > 15:
+        return False
+    out[0] = <double>m / bsf_pow10[frac]
+    if p[0] == b'-':
+        out[0] = -out[0]
+    return True
+
+
 cdef inline long long _to_ll(const char *p, Py_ssize_t n):
     cdef long long v = 0
     cdef Py_ssize_t i = 0
@@ -478,6 +507,7 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
     cdef Py_ssize_t vlen = llen - vstart, i
     cdef long long x = 0
     cdef unsigned char d
+    cdef double f
     if not as_str and 0 < vlen < 19:              # the common case, an int: one pass
         i = 1 if v[0] == b'-' else 0
         if i < vlen:
@@ -500,6 +530,8 @@ cdef object _value(str key, bint as_str, const char *line, Py_ssize_t vstart,
     if vlen == 5 and memcmp(v, b"false", 5) == 0:
         return False
     if _is_float(v, vlen):
+        if _short_decimal(v, vlen, &f):
+            return PyFloat_FromDouble(f)
         return float(line[vstart:llen])
     return _shared._scalar(key, line[vstart:llen].decode("ascii"), str_keys)
 

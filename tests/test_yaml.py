@@ -154,6 +154,22 @@ def test_parse_yaml_never_crashes(core, body, keys):
 ASCII_YAMLISH = YAMLISH.filter(lambda b: b.isascii())
 
 
+DECIMALS = st.builds(
+    lambda neg, whole, frac: ("-" if neg else "") + whole + "." + frac,
+    st.booleans(), st.text("0123456789", min_size=1, max_size=12),
+    st.text("0123456789", min_size=1, max_size=12))
+
+
+@FAST
+@given(value=DECIMALS, key=st.sampled_from(["rusage-utime", "x"]))
+def test_parse_yaml_decimal_values_exact(core, value, key):
+    """Short decimals take a fast path in the Cython core (digits / 10**k):
+    the same float as float(), sign of zero included, on both sides of its
+    15-digit limit."""
+    got = core.parse_yaml(("---\n%s: %s\n" % (key, value)).encode(), frozenset())[key]
+    assert type(got) is float and repr(got) == repr(float(value))
+
+
 @FAST
 @given(body=st.one_of(st.binary(max_size=300).filter(lambda b: b.isascii()), ASCII_YAMLISH),
        keys=KEYSETS)
