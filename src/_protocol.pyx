@@ -554,6 +554,8 @@ cdef class _Layout:
     (immutable) value object: only the lines that changed are parsed."""
     cdef tuple keys, raws, fixed
     cdef tuple flags_for           # the str_keys ``as_str`` was computed for (a copy)
+    cdef frozenset flags_seen      # commands.SERVER_STR_KEYS once found to be those (it lives
+                                   # as long as the process: no caller's object is kept)
     cdef bytes as_str              # per key: its values stay str
     cdef LineSlot *slots
     cdef Py_ssize_t count
@@ -604,9 +606,12 @@ cdef class _Layout:
             self.slots[i].llen = -1
 
     cdef bytes flags(self, frozenset str_keys):
+        if str_keys is self.flags_seen:
+            return self.as_str
         if not self._same_keys(str_keys):
             self.as_str = bytes([f or (k in str_keys) for k, f in zip(self.keys, self.fixed)])
             self.flags_for = tuple(str_keys)
+        self.flags_seen = str_keys if str_keys is (<tuple>_commands())[6] else None
         return self.as_str
 
     cdef bint _same_keys(self, frozenset str_keys):
@@ -748,6 +753,10 @@ cdef object _parse_lines(_Layout layout, bytes body, Py_ssize_t pos, frozenset s
 def parse_yaml(bytes body, frozenset str_keys=frozenset()):
     """The typed value of a stats or list reply: a dict or a list of str
     (see ``_pyprotocol.parse_yaml`` for the typing rules)."""
+    return _parse_yaml(body, str_keys)
+
+
+cdef object _parse_yaml(bytes body, frozenset str_keys):
     cdef const char *p = PyBytes_AS_STRING(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
     cdef Py_ssize_t pos = 0, eol, colon
@@ -1544,7 +1553,7 @@ cdef class Core:
             if kind == 5:                  # YAML
                 if (conn._parse is True and _PyType_Lookup(type(conn), "_yaml_value")
                         == <PyObject *>(<tuple>_commands()[5])):
-                    return parse_yaml(body, c[8])     # what _yaml_value does, without its frame
+                    return _parse_yaml(body, c[8])     # what _yaml_value does, without its frame
                 return conn._yaml_value(body, c[8])
         return c.finish(status, value, body, conn, arg)
 
@@ -1671,13 +1680,14 @@ cdef tuple _CMDS = None
 
 
 cdef tuple _commands():
-    """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands, YamlOption._yaml_value),
+    """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands, YamlOption._yaml_value,
+    SERVER_STR_KEYS),
     imported on first use (commands imports the job module, which imports this one)."""
     global _CMDS
     if _CMDS is None:
         from beanstalkc_fast import commands as c
         _CMDS = (c.PUT, c.RESERVE, c.RESERVE_TIMEOUT, c.DELETE, c.Commands,
-                 c.YamlOption.__dict__["_yaml_value"])
+                 c.YamlOption.__dict__["_yaml_value"], c.SERVER_STR_KEYS)
     return _CMDS
 
 
