@@ -664,22 +664,6 @@ cdef inline Py_ssize_t _common_prefix(const char *a, const char *b, Py_ssize_t n
     return i
 
 
-cdef inline Py_ssize_t _common_suffix(const char *a, Py_ssize_t na,
-                                      const char *b, Py_ssize_t nb) noexcept:
-    """How many bytes ``a`` (``na``) and ``b`` (``nb``) share at the end."""
-    cdef Py_ssize_t i = 0, n = min(na, nb)
-    cdef uint64_t x, y
-    while i + 8 <= n:
-        memcpy(&x, a + na - i - 8, 8)
-        memcpy(&y, b + nb - i - 8, 8)
-        if x != y:
-            break
-        i += 8
-    while i < n and a[na - i - 1] == b[nb - i - 1]:
-        i += 1
-    return i
-
-
 cdef object _parse_known(_Layout layout, bytes body, Py_ssize_t pos, frozenset str_keys):
     """The dict of a reply whose keys are exactly ``layout``'s, else None."""
     try:
@@ -701,35 +685,34 @@ cdef object _parse_lines(_Layout layout, bytes body, Py_ssize_t pos, frozenset s
     cdef dict snapshot = layout.snapshot
     cdef const char *as_str = PyBytes_AS_STRING(layout.flags(str_keys))
     cdef const char *last = layout.last
+    cdef Py_ssize_t last_n = layout.last_n
     cdef const char *line
     cdef const char *q
     cdef const char *end = p + n
     cdef LineSlot *slot
-    cdef Py_ssize_t same = _common_prefix(p, last, min(n, layout.last_n))
-    # a line of the last reply from here on is in both replies' common end
-    cdef Py_ssize_t tail_start = layout.last_n - _common_suffix(p, n, last, layout.last_n)
-    cdef Py_ssize_t shift = n - layout.last_n      # where its lines are now: off + shift
-    # the lines before the first byte that differs from the last reply: as they were
-    while i < count:
-        slot = &layout.slots[i]
-        if (slot.llen < 0 or slot.off != pos or pos + slot.llen >= same
-                or slot.vas_str != as_str[i]):
-            break
-        pos += slot.llen + 1
-        i += 1
+    # a run: the bytes of this reply from the line where it starts up to
+    # run_end equal those of the last reply at that line's old place, found
+    # by one word-wise scan that covers the unchanged lines up to the next
+    # change. A run ends inside a changed line (at its first byte that
+    # differs, at most its new length), so the lines of a run all keep the
+    # offset between their old and new places; a longer or shorter value
+    # changes that offset for the lines after it, which start a new run.
+    cdef Py_ssize_t run_end = 0
     while pos < n:
         if i >= count:
             return None
         slot = &layout.slots[i]
         line = p + pos
         llen = slot.llen
-        if llen >= 0 and slot.vas_str == as_str[i] and (
-                (slot.off >= tail_start and slot.off + shift == pos)
-                or (n - pos > llen and _same(line, last + slot.off, llen + 1))):   # newline too
-            slot.off = pos                 # the same line: its value is in snapshot
-            pos += llen + 1
-            i += 1
-            continue
+        if llen >= 0 and slot.vas_str == as_str[i]:
+            if pos >= run_end:
+                run_end = pos + _common_prefix(line, last + slot.off,
+                                               min(n - pos, last_n - slot.off))
+            if pos + llen < run_end:       # the line and its newline are as they were
+                slot.off = pos             # its value is in snapshot
+                pos += llen + 1
+                i += 1
+                continue
         klen = slot.klen
         if n - pos < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
                 or not _same(line, slot.raw, klen):

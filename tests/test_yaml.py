@@ -404,3 +404,27 @@ def test_parse_yaml_lines_shifted_by_a_longer_value(core):
                    ["true", "x", "0.5", "4", "y", "6"], ["1", "2", "3", "4", "5", "6"]):
         body = _body(list(zip(keys, values)))
         assert _typed(core.parse_yaml(body)) == _typed(py.parse_yaml(body)), values
+
+
+def test_parse_yaml_unchanged_lines_keep_their_values_around_changes(both_cores):
+    # The layout path takes a line that is byte for byte as it was (at its old
+    # place, or moved by a longer or shorter value before it) without parsing
+    # it: its value is the very object of the last result. A line whose value
+    # grew or shrank is parsed again. (Were a changed line taken as unchanged,
+    # the next line would be misread and the whole reply parsed afresh: new
+    # objects everywhere, which this test sees.) The twin keeps no layouts.
+    core = both_cores[1]
+    keys = ["u-%d" % k for k in range(8)]
+    base = [str(10**6 + k) for k in range(8)]        # large ints: each parse makes new ones
+    variants = [base[:3] + ["1000003999"] + base[4:],     # a longer value in the middle
+                base[:3] + ["7"] + base[4:],              # a shorter one
+                base[:7] + ["123456789012"],              # the last line longer
+                ["5"] + base[1:6] + ["42", base[7]]]      # two changes, lines between moved
+    core.parse_yaml(_body(list(zip(keys, base))))         # the layout is learnt
+    for variant in variants:
+        first = core.parse_yaml(_body(list(zip(keys, base))))
+        second = core.parse_yaml(_body(list(zip(keys, variant))))
+        for key, old, new in zip(keys, base, variant):
+            assert second[key] == int(new)
+            if old == new:
+                assert second[key] is first[key], (variant, key)
