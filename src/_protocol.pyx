@@ -554,8 +554,9 @@ cdef class _Layout:
     (immutable) value object: only the lines that changed are parsed."""
     cdef tuple keys, raws, fixed
     cdef tuple flags_for           # the str_keys ``as_str`` was computed for (a copy)
-    cdef frozenset flags_seen      # commands.SERVER_STR_KEYS once found to be those (it lives
-                                   # as long as the process: no caller's object is kept)
+    # commands.SERVER_STR_KEYS once found to be those (it lives as long as
+    # the process: no caller's object is kept)
+    cdef frozenset flags_seen
     cdef bytes as_str              # per key: its values stay str
     cdef LineSlot *slots
     cdef Py_ssize_t count
