@@ -6,9 +6,10 @@ the pure-Python one statically (``__init__.py`` binds it to a ``CoreModule``
 variable) and ``tests/test_interface.py`` checks both at run time: names,
 signatures where Cython exposes them, and a little behaviour.
 
-Optional: a core may also provide ``conn_put``, ``conn_reserve`` and
-``conn_delete`` (the Cython core does). ``connection.py`` then installs them as
-``Connection.put``/``reserve``/``delete``: each must do exactly what the
+Optional: a core may also provide ``conn_put``, ``conn_reserve``,
+``conn_delete`` and ``conn_stats`` (the Cython core does). ``connection.py``
+then installs them as ``Connection.put``/``reserve``/``delete``/``stats``:
+each must do exactly what the
 ``commands.Commands`` method does (calling it when the connection runs on
 another core), with the same signature and checks, in one call.
 """

@@ -560,7 +560,7 @@ class Connection(Commands, YamlOption):
 # The Cython core runs the hottest commands without a Python frame: its
 # conn_<name> does what Commands.<name> does (which it calls when the
 # connection runs on another core), in one call into C.
-for _name in ("put", "reserve", "delete"):
+for _name in ("put", "reserve", "delete", "stats"):
     _fast = getattr(_default_core, "conn_" + _name, None)
     if _fast is not None:
         _fast.__doc__ = getattr(Commands, _name).__doc__

@@ -1655,23 +1655,23 @@ cdef object _build_job(job_type, conn, jid, body, bint reserved, encoding):
 
 
 # -- the hottest commands of the sync Connection, one call into C each -------------
-# connection.py installs conn_put, conn_reserve and conn_delete as Connection's
-# put, reserve and delete. Each does what its Commands method does: through this
-# core's Core when the connection runs on one (its _run is a Core's execute),
-# else by calling the Commands method itself.
+# connection.py installs conn_put, conn_reserve, conn_delete and conn_stats as
+# Connection's put, reserve, delete and stats. Each does what its Commands
+# method does: through this core's Core when the connection runs on one (its
+# _run is a Core's execute), else by calling the Commands method itself.
 
 cdef tuple _CMDS = None
 
 
 cdef tuple _commands():
     """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands, YamlOption._yaml_value,
-    SERVER_STR_KEYS),
+    SERVER_STR_KEYS, STATS),
     imported on first use (commands imports the job module, which imports this one)."""
     global _CMDS
     if _CMDS is None:
         from beanstalkc_fast import commands as c
         _CMDS = (c.PUT, c.RESERVE, c.RESERVE_TIMEOUT, c.DELETE, c.Commands,
-                 c.YamlOption.__dict__["_yaml_value"], c.SERVER_STR_KEYS)
+                 c.YamlOption.__dict__["_yaml_value"], c.SERVER_STR_KEYS, c.STATS)
     return _CMDS
 
 
@@ -1725,3 +1725,12 @@ cdef object _delete(conn, jid):
 
 
 cdef object _CONN_DELETE = conn_delete
+
+
+def conn_stats(self):
+    """``Commands.stats`` in one call."""
+    cdef tuple cmds = _commands()
+    cdef Core core = _fast_core(self)
+    if core is None:
+        return (<type>cmds[4]).stats(self)
+    return core._execute(self, <tuple>cmds[7], b"stats\r\n", None)
