@@ -153,12 +153,20 @@ def test_reserve_waits_on_all_servers(arun, core, three, tube):
 
 def test_jobs_not_handed_out_go_back_with_priority(arun, core, three, tube):
     async def main():
-        async with bsa.Pool(three, core=core, hold=0.2) as pool:
+        async with bsa.Pool(three, core=core, hold=0.5) as pool:
             await on_tube(pool, tube)
             for _ in range(3):
                 await pool.put(b"p", priority=7)
             job = await pool.reserve(timeout=1)
-            for _ in range(100):                   # the others arrive, are held 0.2 s, go back
+            # the other servers' reserves may still be on their way: until they
+            # land, the other two jobs are ready without having been held
+            for _ in range(100):                   # they arrive and are held (0.5 s)
+                stats = await pool.stats_tube(tube)
+                if stats["current-jobs-reserved"] == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert (stats["current-jobs-reserved"], stats["current-jobs-ready"]) == (3, 0)
+            for _ in range(100):                   # then go back
                 stats = await pool.stats_tube(tube)
                 if stats["current-jobs-ready"] == 2:
                     break
