@@ -1661,6 +1661,7 @@ cdef object _build_job(job_type, conn, jid, body, bint reserved, encoding):
 # _run is a Core's execute), else by calling the Commands method itself.
 
 cdef tuple _CMDS = None
+cdef bytes _RESERVE_NOW = b"reserve-with-timeout 0\r\n"    # a consumer's poll, built once
 
 
 cdef tuple _commands():
@@ -1707,7 +1708,8 @@ def conn_reserve(self, timeout=None):
     t = _uint("timeout", timeout, 0xFFFFFFFFULL)
     if type(timeout) is not int:
         timeout = PyLong_FromUnsignedLongLong(t)
-    return core._execute(self, <tuple>cmds[2], _id_line(b"reserve-with-timeout ", t), timeout)
+    return core._execute(self, <tuple>cmds[2],
+                         _RESERVE_NOW if t == 0 else _id_line(b"reserve-with-timeout ", t), timeout)
 
 
 def conn_delete(self, jid):
