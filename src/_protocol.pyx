@@ -629,27 +629,6 @@ cdef class _Layout:
 cdef dict _LAYOUTS = {}        # first key -> _Layout; a few reply shapes exist
 
 
-cdef inline bint _same(const char *a, const char *b, Py_ssize_t n) noexcept:
-    """Whether the ``n`` bytes at ``a`` and ``b`` are equal: lines are short,
-    and a call of memcmp costs more than comparing them here."""
-    cdef uint64_t x, y
-    while n >= 8:
-        memcpy(&x, a, 8)
-        memcpy(&y, b, 8)
-        if x != y:
-            return False
-        a += 8
-        b += 8
-        n -= 8
-    while n > 0:
-        if a[0] != b[0]:
-            return False
-        a += 1
-        b += 1
-        n -= 1
-    return True
-
-
 cdef inline Py_ssize_t _common_prefix(const char *a, const char *b, Py_ssize_t n) noexcept:
     """How many bytes ``a`` and ``b`` (``n`` each) share from the start."""
     cdef Py_ssize_t i = 0
@@ -716,7 +695,7 @@ cdef object _parse_lines(_Layout layout, bytes body, Py_ssize_t pos, frozenset s
                 continue
         klen = slot.klen
         if n - pos < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
-                or not _same(line, slot.raw, klen):
+                or _common_prefix(line, slot.raw, klen) != klen:
             return None
         q = line + klen + 2                # values are short: no memchr call
         while q < end and q[0] != b'\n':
