@@ -1446,7 +1446,7 @@ cdef class Core:
         cdef Py_ssize_t r
         cdef int fd = self._fd
         cdef char *p
-        cdef Py_ssize_t room, got = 0
+        cdef Py_ssize_t room, got
         if fd < 0:
             return 0
         reader._make_room()
@@ -1455,17 +1455,13 @@ cdef class Core:
         with nogil:
             bsf_yield()                       # on a shared CPU: the server runs now
             r = bsf_recv_now(fd, p, room)
-            if r < 0 or (r > 0 and r < NAP_FEW * outstanding):
-                if r > 0:                     # a few: the server runs elsewhere, let more come
-                    p += r
-                    room -= r
-                    got = r
+            got = r if r > 0 else 0
+            if r < 0 or 0 < got < NAP_FEW * outstanding:   # a few: the server runs elsewhere
                 bsf_nap(NAP_SECONDS)
-                r = bsf_recv_now(fd, p, room)     # errors and EOF: _recv meets them again
-                if got:
-                    r = got + (r if r > 0 else 0)
-        if r > 0:
-            reader._end += r
+                r = bsf_recv_now(fd, p + got, room - got)  # errors and EOF: _recv meets them again
+                if r > 0:
+                    got += r
+        reader._end += got
         PyErr_CheckSignals()                  # a signal during the nap: its handler now
         return 0
 
