@@ -11,7 +11,9 @@ Optional: a core may also provide ``conn_put``, ``conn_reserve``,
 then installs them as ``Connection.put``/``reserve``/``delete``/``stats``:
 each must do exactly what the
 ``commands.Commands`` method does (calling it when the connection runs on
-another core), with the same signature and checks, in one call.
+another core), with the same signature and checks, in one call, executing
+the ``commands`` module's definitions and sending its wire text
+(``RESERVE_LINE``, ``DELETE_PREFIX``, ...), never a copy.
 """
 
 import socket

@@ -203,6 +203,14 @@ STATS_TUBE = _cmd("stats-tube", "OK", YAML, safe=True)
 STATS_JOB = _cmd("stats-job", "OK", YAML, safe=True)
 STATS_JOB_DICT = _cmd("stats-job", "OK", _stats_dict, safe=True)   # parsed whatever parse_yaml says
 
+# The fixed wire text of the hottest commands; the Cython core's one-call
+# paths for them (conn_reserve, conn_delete, conn_stats) send the same bytes.
+RESERVE_LINE = b"reserve\r\n"
+RESERVE_TIMEOUT_PREFIX = b"reserve-with-timeout "
+RESERVE_NOW = RESERVE_TIMEOUT_PREFIX + b"0\r\n"     # a poll (reserve_many rounds)
+DELETE_PREFIX = b"delete "
+STATS_LINE = b"stats\r\n"
+
 
 def restore_commands(using: str, watching: List[str], check_name: Callable[[Any], bytes]
                      ) -> List[Tuple[Command, bytes, Any]]:
@@ -303,10 +311,10 @@ class Commands:
             ValueError, TypeError: a bad timeout; nothing was sent.
         """
         if timeout is None:
-            return self._run(self, RESERVE, b"reserve\r\n")
+            return self._run(self, RESERVE, RESERVE_LINE)
         impl = self._impl
         timeout = impl.check_uint("timeout", timeout)
-        return self._run(self, RESERVE_TIMEOUT, impl.encode_id(b"reserve-with-timeout ", timeout),
+        return self._run(self, RESERVE_TIMEOUT, impl.encode_id(RESERVE_TIMEOUT_PREFIX, timeout),
                              timeout)
 
     def reserve_job(self, jid: int) -> Any:
@@ -333,7 +341,7 @@ class Commands:
             NotFound: no such job, or it is reserved by another connection.
             SocketError: the reply was lost (never re-sent).
         """
-        return self._run(self, DELETE, self._impl.encode_id(b"delete ", jid))
+        return self._run(self, DELETE, self._impl.encode_id(DELETE_PREFIX, jid))
 
     def release(self, jid: int, priority: int = DEFAULT_PRIORITY, delay: int = 0) -> Any:
         """Send ``release``: put a job this connection reserved back to ready.
@@ -531,7 +539,7 @@ class Commands:
             ``hostname``, ``os``, ``id`` always str); the raw text or the
             callable's result, per ``parse_yaml``.
         """
-        return self._run(self, STATS, b"stats\r\n")
+        return self._run(self, STATS, STATS_LINE)
 
     def stats_tube(self, name: str) -> Any:
         """Send ``stats-tube``: the statistics of tube ``name`` (a dict, as ``stats``).
@@ -714,9 +722,6 @@ class ReserveRounds:
 def reserved_jobs(results: Iterable[Any]) -> List[Any]:
     """The jobs among reserve results (None: timed out; an exception: refused)."""
     return [j for j in results if isinstance(j, Job)]
-
-
-RESERVE_NOW = b"reserve-with-timeout 0\r\n"        # RESERVE_TIMEOUT, for reserve_many
 
 
 def checked(what: str, results: List[Any], raise_errors: bool) -> List[Any]:

@@ -612,7 +612,7 @@ cdef class _Layout:
         if not self._same_keys(str_keys):
             self.as_str = bytes([f or (k in str_keys) for k, f in zip(self.keys, self.fixed)])
             self.flags_for = tuple(str_keys)
-        self.flags_seen = str_keys if str_keys is (<tuple>_commands())[6] else None
+        self.flags_seen = str_keys if str_keys is _SERVER_STR_KEYS else None
         return self.as_str
 
     cdef bint _same_keys(self, frozenset str_keys):
@@ -1086,6 +1086,8 @@ cdef class Core:
     cdef unsigned int _probe     # receives since the last try without blocking
 
     def __init__(self, sock, timeout=None, max_body=MAX_BODY):
+        if not _LOADED:
+            _load_commands()              # for execute's YAML path
         _prepare(sock)
         self._fd = -1
         if BSF_DIRECT_IO and _plain_socket(sock):
@@ -1511,7 +1513,7 @@ cdef class Core:
                 return _make_job(conn, value, body, kind == 2)
             if kind == 5:                  # YAML
                 if (conn._parse is True and _PyType_Lookup(type(conn), "_yaml_value")
-                        == <PyObject *>(<tuple>_commands()[5])):
+                        == <PyObject *>_YAML_VALUE):
                     return _parse_yaml(body, c[8])     # what _yaml_value does, without its frame
                 return conn._yaml_value(body, c[8])
         return c.finish(status, value, body, conn, arg)
@@ -1635,20 +1637,30 @@ cdef object _build_job(job_type, conn, jid, body, bint reserved, encoding):
 # method does: through this core's Core when the connection runs on one (its
 # _run is a Core's execute), else by calling the Commands method itself.
 
-cdef tuple _CMDS = None
-cdef bytes _RESERVE_NOW = b"reserve-with-timeout 0\r\n"    # a consumer's poll, built once
+# The command definitions and the hot commands' fixed wire text, taken from
+# beanstalkc_fast.commands on first use (commands imports the job module, which
+# imports this one): defined there once, executed here.
+cdef bint _LOADED = False
+cdef object _PUT, _RESERVE, _RESERVE_TIMEOUT, _DELETE, _STATS    # commands.Command: tuples
+cdef type _COMMANDS                      # the Commands class: its methods when no Core runs
+cdef object _YAML_VALUE                  # YamlOption._yaml_value, as the class holds it
+cdef frozenset _SERVER_STR_KEYS
+cdef bytes _RESERVE_LINE, _RESERVE_TIMEOUT_PREFIX, _RESERVE_NOW, _DELETE_PREFIX, _STATS_LINE
 
 
-cdef tuple _commands():
-    """(PUT, RESERVE, RESERVE_TIMEOUT, DELETE, Commands, YamlOption._yaml_value,
-    SERVER_STR_KEYS, STATS),
-    imported on first use (commands imports the job module, which imports this one)."""
-    global _CMDS
-    if _CMDS is None:
-        from beanstalkc_fast import commands as c
-        _CMDS = (c.PUT, c.RESERVE, c.RESERVE_TIMEOUT, c.DELETE, c.Commands,
-                 c.YamlOption.__dict__["_yaml_value"], c.SERVER_STR_KEYS, c.STATS)
-    return _CMDS
+cdef int _load_commands() except -1:
+    global _LOADED, _PUT, _RESERVE, _RESERVE_TIMEOUT, _DELETE, _STATS, _COMMANDS
+    global _YAML_VALUE, _SERVER_STR_KEYS
+    global _RESERVE_LINE, _RESERVE_TIMEOUT_PREFIX, _RESERVE_NOW, _DELETE_PREFIX, _STATS_LINE
+    from beanstalkc_fast import commands as c
+    _PUT, _RESERVE, _RESERVE_TIMEOUT = c.PUT, c.RESERVE, c.RESERVE_TIMEOUT
+    _DELETE, _STATS, _COMMANDS = c.DELETE, c.STATS, c.Commands
+    _YAML_VALUE = c.YamlOption.__dict__["_yaml_value"]
+    _SERVER_STR_KEYS = c.SERVER_STR_KEYS
+    _RESERVE_LINE, _RESERVE_TIMEOUT_PREFIX = c.RESERVE_LINE, c.RESERVE_TIMEOUT_PREFIX
+    _RESERVE_NOW, _DELETE_PREFIX, _STATS_LINE = c.RESERVE_NOW, c.DELETE_PREFIX, c.STATS_LINE
+    _LOADED = True
+    return 0
 
 
 cdef inline Core _fast_core(conn):
@@ -1661,30 +1673,32 @@ cdef inline Core _fast_core(conn):
 
 def conn_put(self, body, priority=2147483648, delay=0, ttr=120):
     """``Commands.put`` in one call."""
-    cdef tuple cmds = _commands()
+    if not _LOADED:
+        _load_commands()
     cdef Core core = _fast_core(self)
     if core is None:
-        return (<type>cmds[4]).put(self, body, priority, delay, ttr)
+        return _COMMANDS.put(self, body, priority, delay, ttr)
     # a bytes body is sent as is whatever the encoding: no need to look it up
     encoding = None if type(body) is bytes else self.encoding
-    return core._execute(self, <tuple>cmds[0],
-                         _encode_put_parts(body, priority, delay, ttr, encoding), None)
+    return core._execute(self, <tuple>_PUT, _encode_put_parts(body, priority, delay, ttr, encoding),
+                         None)
 
 
 def conn_reserve(self, timeout=None):
     """``Commands.reserve`` in one call."""
-    cdef tuple cmds = _commands()
+    if not _LOADED:
+        _load_commands()
     cdef Core core = _fast_core(self)
     cdef unsigned long long t
     if core is None:
-        return (<type>cmds[4]).reserve(self, timeout)
+        return _COMMANDS.reserve(self, timeout)
     if timeout is None:
-        return core._execute(self, <tuple>cmds[1], b"reserve\r\n", None)
+        return core._execute(self, <tuple>_RESERVE, _RESERVE_LINE, None)
     t = _uint("timeout", timeout, 0xFFFFFFFFULL)
     if type(timeout) is not int:
         timeout = PyLong_FromUnsignedLongLong(t)
-    return core._execute(self, <tuple>cmds[2],
-                         _RESERVE_NOW if t == 0 else _id_line(b"reserve-with-timeout ", t), timeout)
+    return core._execute(self, <tuple>_RESERVE_TIMEOUT,
+                         _RESERVE_NOW if t == 0 else _id_line(_RESERVE_TIMEOUT_PREFIX, t), timeout)
 
 
 def conn_delete(self, jid):
@@ -1693,12 +1707,13 @@ def conn_delete(self, jid):
 
 
 cdef object _delete(conn, jid):
-    cdef tuple cmds = _commands()
+    if not _LOADED:
+        _load_commands()
     cdef Core core = _fast_core(conn)
     if core is None:
-        return (<type>cmds[4]).delete(conn, jid)
-    data = _id_line(b"delete ", _uint("job id", jid, ULLONG_MAX))
-    return core._execute(conn, <tuple>cmds[3], data, None)
+        return _COMMANDS.delete(conn, jid)
+    data = _id_line(_DELETE_PREFIX, _uint("job id", jid, ULLONG_MAX))
+    return core._execute(conn, <tuple>_DELETE, data, None)
 
 
 cdef object _CONN_DELETE = conn_delete
@@ -1706,8 +1721,9 @@ cdef object _CONN_DELETE = conn_delete
 
 def conn_stats(self):
     """``Commands.stats`` in one call."""
-    cdef tuple cmds = _commands()
+    if not _LOADED:
+        _load_commands()
     cdef Core core = _fast_core(self)
     if core is None:
-        return (<type>cmds[4]).stats(self)
-    return core._execute(self, <tuple>cmds[7], b"stats\r\n", None)
+        return _COMMANDS.stats(self)
+    return core._execute(self, <tuple>_STATS, _STATS_LINE, None)
