@@ -2,7 +2,8 @@
 core; sync and asyncio), the peer clients (greenstalk; aiostalk for asyncio) and the
 project's own minimal C client (benchmarks/refclient.c), side by side in one run
 against one beanstalkd, interleaved round-robin, median of --repeat measurements,
-ratios to the C client (asyncio workloads: to its pipelined rate, in a second table).
+ratios to the C client (asyncio workloads: to its pipelined rate, in a second table),
+each the median of the rounds' own ratios (client and C measured back to back).
 
     python benchmarks/bench.py [--seconds 0.7] [--repeat 3] [--pin] [--quick]
                                [--no-peers] [--no-chart] [--publish]
@@ -702,10 +703,22 @@ def summarize(results: Dict[Tuple[str, str], List[Result]]) -> Cells:
                           "runs": runs}
     for (w, _cl), cell in cells.items():
         ref = cells.get((w, "C"))
-        cell["ratio"] = cell["ops_per_s"] / ref["ops_per_s"] if ref else None
-        cell["cpu_ratio"] = (cell["cpu_us_per_op"] / ref["cpu_us_per_op"]
+        cell["ratio"] = paired_ratio(cell["runs"], ref["runs"], "ops_per_s") if ref else None
+        cell["cpu_ratio"] = (paired_ratio(cell["runs"], ref["runs"], "cpu_us_per_op")
                              if ref and ref["cpu_us_per_op"] > 0 else None)
     return cells
+
+
+def paired_ratio(runs: List[Result], ref_runs: List[Result], key: str) -> Optional[float]:
+    """The median over rounds of runs[i][key] / ref_runs[i][key], each pair measured
+    back to back in one round (a machine whose speed drifts between rounds moves both
+    alike); the ratio of the medians when the runs carry no round (older JSON)."""
+    ref = {r["round"]: r[key] for r in ref_runs if "round" in r and r[key] > 0}
+    pairs = [r[key] / ref[r["round"]] for r in runs if r.get("round") in ref]
+    if pairs:
+        return statistics.median(pairs)
+    base = statistics.median(r[key] for r in ref_runs)
+    return statistics.median(r[key] for r in runs) / base if base > 0 else None
 
 
 def table(cells: Cells, workloads: List[str], clients: List[str]) -> str:
@@ -927,6 +940,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                         failures.append("%s/%s run %d failed: %s"
                                         % (w, cl, rep + 1, r["error"]))
                         continue
+                    r["round"] = rep
                     results.setdefault((w, cl), []).append(r)
                     print("  %-7s %-10s run %d: %10.0f ops/s %8.1f CPU us/op" % (
                         w, cl, rep + 1, r["ops_per_s"], r["cpu_us_per_op"]),
@@ -942,6 +956,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     async_part = ["", atable(cells, skipped, async_w, clients), "", ASYNC_LEGEND] if async_w else []
     md = "\n".join([head, "", table(cells, sync_w, clients)] + async_part + ["",
                     "Bodies are 100 bytes (put64k: 64 KiB), read as raw bytes (encoding=None). "
+                    "Ratios to C: the median over rounds of each round's ratio (a round measures "
+                    "C and then every client, back to back). "
                     "CPU = client user+sys over the timed section; server CPU = beanstalkd's "
                     "user+sys over it (10 ms clock ticks; for the C client, as it reports "
                     "it). Batch workloads use put_many / reserve_many(%d, timeout=0)+delete_many "
