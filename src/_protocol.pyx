@@ -1086,7 +1086,7 @@ cdef class Core:
     cdef unsigned int _probe     # receives since the last try without blocking
 
     def __init__(self, sock, timeout=None, max_body=MAX_BODY):
-        if not _LOADED:
+        if _COMMANDS is None:
             _load_commands()              # for execute's YAML path
         _prepare(sock)
         self._fd = -1
@@ -1640,26 +1640,25 @@ cdef object _build_job(job_type, conn, jid, body, bint reserved, encoding):
 # The command definitions and the hot commands' fixed wire text, taken from
 # beanstalkc_fast.commands on first use (commands imports the job module, which
 # imports this one): defined there once, executed here.
-cdef bint _LOADED = False
+cdef type _COMMANDS = None               # the Commands class (None: not loaded yet)
 cdef object _PUT, _RESERVE, _RESERVE_TIMEOUT, _DELETE, _STATS    # commands.Command: tuples
-cdef type _COMMANDS                      # the Commands class: its methods when no Core runs
 cdef object _YAML_VALUE                  # YamlOption._yaml_value, as the class holds it
 cdef frozenset _SERVER_STR_KEYS
 cdef bytes _RESERVE_LINE, _RESERVE_TIMEOUT_PREFIX, _RESERVE_NOW, _DELETE_PREFIX, _STATS_LINE
 
 
 cdef int _load_commands() except -1:
-    global _LOADED, _PUT, _RESERVE, _RESERVE_TIMEOUT, _DELETE, _STATS, _COMMANDS
+    global _PUT, _RESERVE, _RESERVE_TIMEOUT, _DELETE, _STATS, _COMMANDS
     global _YAML_VALUE, _SERVER_STR_KEYS
     global _RESERVE_LINE, _RESERVE_TIMEOUT_PREFIX, _RESERVE_NOW, _DELETE_PREFIX, _STATS_LINE
     from beanstalkc_fast import commands as c
     _PUT, _RESERVE, _RESERVE_TIMEOUT = c.PUT, c.RESERVE, c.RESERVE_TIMEOUT
-    _DELETE, _STATS, _COMMANDS = c.DELETE, c.STATS, c.Commands
+    _DELETE, _STATS = c.DELETE, c.STATS
     _YAML_VALUE = c.YamlOption.__dict__["_yaml_value"]
     _SERVER_STR_KEYS = c.SERVER_STR_KEYS
     _RESERVE_LINE, _RESERVE_TIMEOUT_PREFIX = c.RESERVE_LINE, c.RESERVE_TIMEOUT_PREFIX
     _RESERVE_NOW, _DELETE_PREFIX, _STATS_LINE = c.RESERVE_NOW, c.DELETE_PREFIX, c.STATS_LINE
-    _LOADED = True
+    _COMMANDS = c.Commands                # last: it says all the above are there
     return 0
 
 
@@ -1673,7 +1672,7 @@ cdef inline Core _fast_core(conn):
 
 def conn_put(self, body, priority=2147483648, delay=0, ttr=120):
     """``Commands.put`` in one call."""
-    if not _LOADED:
+    if _COMMANDS is None:
         _load_commands()
     cdef Core core = _fast_core(self)
     if core is None:
@@ -1686,7 +1685,7 @@ def conn_put(self, body, priority=2147483648, delay=0, ttr=120):
 
 def conn_reserve(self, timeout=None):
     """``Commands.reserve`` in one call."""
-    if not _LOADED:
+    if _COMMANDS is None:
         _load_commands()
     cdef Core core = _fast_core(self)
     cdef unsigned long long t
@@ -1707,7 +1706,7 @@ def conn_delete(self, jid):
 
 
 cdef object _delete(conn, jid):
-    if not _LOADED:
+    if _COMMANDS is None:
         _load_commands()
     cdef Core core = _fast_core(conn)
     if core is None:
@@ -1721,7 +1720,7 @@ cdef object _CONN_DELETE = conn_delete
 
 def conn_stats(self):
     """``Commands.stats`` in one call."""
-    if not _LOADED:
+    if _COMMANDS is None:
         _load_commands()
     cdef Core core = _fast_core(self)
     if core is None:
