@@ -57,12 +57,11 @@ from ._impl import core as _default_core
 from ._interface import AsyncWindow
 from ._shared import set_keepalive
 from .commands import (BATCH_BYTES, BATCH_WINDOW, BURY, DEFAULT_PRIORITY, DEFAULT_TTR,
-                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, NOTHING, PUT, RELEASE,
-                       RESERVE_NOW, RESERVED, VALUE,
-                       RESERVE_TIMEOUT, STATS_JOB_DICT, Body, Command, Commands, Kinds,
-                       PipelineCommands, PutStream, YamlOption, checked, by_id_commands, job_ids,
-                       lost_note,
-                       priorities_of, ReserveRounds, restore_commands, split_items,
+                       DEFAULT_TUBE_NAME, DELETE, LIST_TUBE_USED, LIST_TUBE_USED_LINE, NOTHING,
+                       PUT, RELEASE, RESERVE_NOW, RESERVE_TIMEOUT, RESERVED, STATS_JOB_DICT,
+                       STATS_JOB_PREFIX, VALUE, Body, Command, Commands, Kinds, PipelineCommands,
+                       PutStream, ReserveRounds, YamlOption, by_id_commands, checked, job_ids,
+                       lost_note, priorities_of, release_line, restore_commands, split_items,
                        stats_commands, unreserve)
 from .errors import ConnectionBroken, SocketError, UnexpectedResponse
 from .job import Job as _SyncJob
@@ -344,12 +343,11 @@ class Connection(Commands, YamlOption):
             # TLS 1.3: a server refuses a client certificate after the
             # client's handshake is done; one round trip sees it here
             try:
-                await self._call(LIST_TUBE_USED, b"list-tube-used\r\n", None)
+                await self._call(LIST_TUBE_USED, LIST_TUBE_USED_LINE, None)
             except SocketError as exc:
                 raise SocketError(_endpoint.tls_refused(self._address, exc)) from exc
         futures = [self._call(cmd, data, arg)
-                   for cmd, data, arg in restore_commands(self._using, list(self._watching),
-                                                          self._impl.check_name)]
+                   for cmd, data, arg in restore_commands(self, self._using, self._watching)]
         for fut in futures:
             await fut
 
@@ -637,9 +635,9 @@ class Connection(Commands, YamlOption):
             status, _, body = reply
             if status == "OK":
                 pri = self._impl.parse_yaml(body)["pri"]
-                self._housekeeping(b"release %d %d 0\r\n" % (jid, pri), released)
+                self._housekeeping(release_line(self._impl, jid, pri, 0), released)
 
-        self._housekeeping(self._impl.encode_id(b"stats-job ", jid), got_stats)
+        self._housekeeping(self._impl.encode_id(STATS_JOB_PREFIX, jid), got_stats)
 
     # -- faults ----------------------------------------------------------------------
     def _arm(self) -> None:

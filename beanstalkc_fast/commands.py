@@ -210,21 +210,30 @@ RESERVE_TIMEOUT_PREFIX = b"reserve-with-timeout "
 RESERVE_NOW = RESERVE_TIMEOUT_PREFIX + b"0\r\n"     # a poll (reserve_many rounds)
 DELETE_PREFIX = b"delete "
 STATS_LINE = b"stats\r\n"
+STATS_JOB_PREFIX = b"stats-job "
+LIST_TUBE_USED_LINE = b"list-tube-used\r\n"     # also the TLS check's round trip
 
 
-def restore_commands(using: str, watching: List[str], check_name: Callable[[Any], bytes]
-                     ) -> List[Tuple[Command, bytes, Any]]:
-    """The commands that bring a new connection to the used tube ``using``
-    and the watch list ``watching`` (after a reconnect)."""
-    commands: List[Tuple[Command, bytes, Any]] = []
+def release_line(impl: Any, jid: int, priority: int, delay: int) -> bytes:
+    """The ``release`` command line, its numbers checked by ``impl``."""
+    check = impl.check_uint
+    return b"release %d %d %d\r\n" % (
+        check("job id", jid, MAX_UINT64), check("priority", priority), check("delay", delay))
+
+
+def restore_commands(conn: Any, using: str, watching: List[str]) -> List["Item"]:
+    """The commands (``use``, ``watch``, ``ignore``, as their methods send
+    them) that bring ``conn``'s new connection to the used tube ``using`` and
+    the watch list ``watching`` (after a reconnect)."""
+    collect = PipelineCommands(conn)
     if using != DEFAULT_TUBE_NAME:
-        commands.append((USE, b"use %s\r\n" % check_name(using), None))
+        collect.use(using)
     for name in watching:
         if name != DEFAULT_TUBE_NAME:
-            commands.append((WATCH, b"watch %s\r\n" % check_name(name), name))
+            collect.watch(name)
     if DEFAULT_TUBE_NAME not in watching:
-        commands.append((IGNORE, b"ignore default\r\n", DEFAULT_TUBE_NAME))
-    return commands
+        collect.ignore(DEFAULT_TUBE_NAME)
+    return collect._take()
 
 
 class Commands:
@@ -361,10 +370,7 @@ class Commands:
                 reserved.
             Buried: the server was out of memory and buried it instead.
         """
-        check = self._impl.check_uint
-        return self._run(self, RELEASE, b"release %d %d %d\r\n" % (
-            check("job id", jid, MAX_UINT64), check("priority", priority),
-            check("delay", delay)))
+        return self._run(self, RELEASE, release_line(self._impl, jid, priority, delay))
 
     def bury(self, jid: int, priority: int = DEFAULT_PRIORITY) -> Any:
         """Send ``bury``: set a job this connection reserved aside until it is kicked.
@@ -457,7 +463,7 @@ class Commands:
 
     def using(self) -> Any:
         """Send ``list-tube-used``: the name of the tube ``put`` uses (str)."""
-        return self._run(self, LIST_TUBE_USED, b"list-tube-used\r\n")
+        return self._run(self, LIST_TUBE_USED, LIST_TUBE_USED_LINE)
 
     def use(self, name: str) -> Any:
         """Send ``use``: ``put`` goes to tube ``name`` from now on.
@@ -559,14 +565,14 @@ class Commands:
         Raises:
             NotFound: no such job.
         """
-        return self._run(self, STATS_JOB, self._impl.encode_id(b"stats-job ", jid))
+        return self._run(self, STATS_JOB, self._impl.encode_id(STATS_JOB_PREFIX, jid))
 
     def _stats_job_dict(self, jid: int) -> Any:
         """stats-job as a dict, also when parse_yaml is off; through
         ``stats_job`` (which a subclass may override) when it is on."""
         if self._parse:
             return self.stats_job(jid)
-        return self._run(self, STATS_JOB_DICT, self._impl.encode_id(b"stats-job ", jid))
+        return self._run(self, STATS_JOB_DICT, self._impl.encode_id(STATS_JOB_PREFIX, jid))
 
 
 class YamlOption:
@@ -676,7 +682,7 @@ def by_id_commands(impl: Any, cmd: Command, ids: List[Any],
 def stats_commands(impl: Any, ids: List[Any]) -> List[bytes]:
     """A stats-job (STATS_JOB_DICT) for every job id: their priorities, for
     release_many/bury_many; every id is checked before the list is returned."""
-    lines: List[bytes] = impl.encode_ids(b"stats-job ", ids)
+    lines: List[bytes] = impl.encode_ids(STATS_JOB_PREFIX, ids)
     return lines
 
 

@@ -19,7 +19,8 @@ from . import endpoint as _endpoint
 from ._impl import core as _default_core
 from ._shared import set_keepalive
 from .commands import (BURY, DEFAULT_PRIORITY, DEFAULT_TTR, DEFAULT_TUBE_NAME,
-                       DELETE, PUT, RELEASE, RESERVE_NOW, RESERVE_TIMEOUT, STATS_JOB_DICT, Body,
+                       DELETE, LIST_TUBE_USED_LINE, PUT, RELEASE, RESERVE_NOW, RESERVE_TIMEOUT,
+                       STATS_JOB_DICT, Body,
                        Command, Commands, Kinds, PipelineCommands, PutStream, YamlOption,
                        checked, by_id_commands, job_ids, lost_note, priorities_of,
                        ReserveRounds, restore_commands, split_items, stats_commands, unreserve)
@@ -269,8 +270,7 @@ class Connection(Commands, YamlOption):
         if self._ssl_context is not None:
             self._confirm_tls(core)
         # the tubes stay recorded as wanted until a reconnect restores them
-        for cmd, data, arg in restore_commands(self._using, self._watching,
-                                               self._impl.check_name):
+        for cmd, data, arg in restore_commands(self, self._using, self._watching):
             status, value, body = core.request(data)
             cmd.finish(status, value, body, self, arg)
         self._last_io = time.monotonic()
@@ -292,7 +292,7 @@ class Connection(Commands, YamlOption):
         # handshake is done: one round trip makes a refusal fail here, in
         # connect(), and not on the first command.
         try:
-            core.request(b"list-tube-used\r\n")
+            core.request(LIST_TUBE_USED_LINE)
         except SocketError as exc:
             where = self.unix_socket or "%s:%s" % (self.host, self.port)
             raise SocketError(_endpoint.tls_refused(where, exc)) from exc
