@@ -633,6 +633,15 @@ cdef inline Py_ssize_t _common_prefix(const char *a, const char *b, Py_ssize_t n
     """How many bytes ``a`` and ``b`` (``n`` each) share from the start."""
     cdef Py_ssize_t i = 0
     cdef uint64_t x, y
+    cdef uint64_t x1, y1, x2, y2
+    while i + 16 <= n:                  # two words a step: runs are long
+        memcpy(&x1, a + i, 8)
+        memcpy(&y1, b + i, 8)
+        memcpy(&x2, a + i + 8, 8)
+        memcpy(&y2, b + i + 8, 8)
+        if (x1 ^ y1) | (x2 ^ y2):
+            break
+        i += 16
     while i + 8 <= n:
         memcpy(&x, a + i, 8)
         memcpy(&y, b + i, 8)
@@ -688,10 +697,19 @@ cdef object _parse_lines(_Layout layout, bytes body, Py_ssize_t pos, frozenset s
             if pos >= run_end:
                 run_end = pos + _common_prefix(line, last + slot.off,
                                                min(n - pos, last_n - slot.off))
-            if pos + llen < run_end:       # the line and its newline are as they were
-                slot.off = pos             # its value is in snapshot
-                pos += llen + 1
-                i += 1
+            if pos + llen < run_end:
+                # this line and its newline are as they were (its value is in
+                # snapshot), and so may be the next ones of the run
+                while True:
+                    slot.off = pos
+                    pos += llen + 1
+                    i += 1
+                    if i >= count:
+                        break
+                    slot += 1
+                    llen = slot.llen
+                    if llen < 0 or pos + llen >= run_end or slot.vas_str != as_str[i]:
+                        break
                 continue
         klen = slot.klen
         if n - pos < klen + 2 or line[klen] != b':' or line[klen + 1] != b' ' \
