@@ -220,7 +220,7 @@ class Connection(Commands, YamlOption):
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  parse_yaml: Union[bool, Callable[[str], Any]] = True,
-                 connect_timeout: Optional[float] = socket.getdefaulttimeout(),
+                 connect_timeout: Optional[float] = _endpoint.USE_DEFAULT,
                  encoding: Optional[str] = "utf-8",
                  socket_timeout: Optional[float] = 60.0,
                  unix_socket: Optional[str] = None,
@@ -237,7 +237,9 @@ class Connection(Commands, YamlOption):
         self._run: Callable[..., Any] = w.run
         self._pending: Deque[_Entry] = w.pending
         self._waiters: Deque[_Waiter] = w.waiters
-        self.connect_timeout = connect_timeout
+        self._connect_timeout: Any = _endpoint.USE_DEFAULT
+        if connect_timeout is not _endpoint.USE_DEFAULT:
+            self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
         check_keepalive = _endpoint.check_keepalive
         self.keepalive = (check_keepalive("keepalive_idle", keepalive_idle),
@@ -279,8 +281,9 @@ class Connection(Commands, YamlOption):
     @property
     def connect_timeout(self) -> Optional[float]:
         """How long connecting (and then the TLS handshake) may take, in
-        seconds, or None for no limit."""
-        return self._connect_timeout
+        seconds, or None for no limit (not given: socket.getdefaulttimeout()
+        when connecting)."""
+        return _endpoint.connect_timeout(self._connect_timeout)
 
     @connect_timeout.setter
     def connect_timeout(self, seconds: Optional[float]) -> None:

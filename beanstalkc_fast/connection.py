@@ -35,8 +35,7 @@ __all__ = ["Connection", "Pipeline", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_PR
 
 _LIVE: "weakref.WeakSet[Connection]" = weakref.WeakSet()
 
-# connect_timeout not given: socket.getdefaulttimeout() when connecting
-_USE_DEFAULT: Any = object()
+_USE_DEFAULT = _endpoint.USE_DEFAULT
 # With auto_reconnect, a connection unused for this long is checked for a
 # close the server already sent before anything is written on it.
 IDLE_CHECK_AFTER = 1.0
@@ -193,10 +192,7 @@ class Connection(Commands, YamlOption):
     @property
     def connect_timeout(self) -> Optional[float]:
         """How long a connection attempt may take, in seconds, or None for no limit."""
-        seconds = self._connect_timeout
-        if seconds is _USE_DEFAULT:
-            return socket.getdefaulttimeout() or None
-        return seconds  # type: ignore[no-any-return]
+        return _endpoint.connect_timeout(self._connect_timeout)
 
     @connect_timeout.setter
     def connect_timeout(self, seconds: Optional[float]) -> None:

@@ -9,9 +9,10 @@ command line all use these functions unchanged.
   ``Connection`` (TLS file options turned into an ``ssl.SSLContext``).
 - ``ssl_context(value)`` checks an ``ssl=`` argument, ``tls_settings``
   it with ``server_hostname=``; ``check_timeout`` and ``check_keepalive``
-  the other settings; ``tls_failure`` explains a failed handshake,
-  ``tls_refused`` a connection closed right after it; ``tls_peer_gone``
-  is the idle check of a TLS socket.
+  the other settings, ``connect_timeout`` what its default (``USE_DEFAULT``)
+  stands for; ``tls_failure`` explains a failed handshake, ``tls_refused`` a
+  connection closed right after it; ``tls_peer_gone`` is the idle check of a
+  TLS socket.
 """
 
 import codecs
@@ -319,6 +320,19 @@ def client_context(ca_file: Optional[str] = None, cert_file: Optional[str] = Non
             raise ValueError("cert_file %r / key_file %r cannot be loaded: %s"
                              % (cert_file, key_file, _reason(exc))) from None
     return context
+
+
+# connect_timeout not given: socket.getdefaulttimeout() when connecting
+USE_DEFAULT: Any = object()
+
+
+def connect_timeout(setting: Any) -> Optional[float]:
+    """The connect timeout a ``connect_timeout`` setting (a checked value or
+    USE_DEFAULT) stands for now: USE_DEFAULT reads socket.getdefaulttimeout()
+    (0 or None: no limit), as beanstalkc's default did."""
+    if setting is USE_DEFAULT:
+        return socket.getdefaulttimeout() or None
+    return setting  # type: ignore[no-any-return]
 
 
 def check_timeout(name: str, value: Any) -> Optional[float]:

@@ -6,6 +6,7 @@ fake peer is needed."""
 
 import asyncio
 import math
+import socket
 import threading
 import time
 
@@ -86,6 +87,21 @@ def test_good_timeout_values_accepted(core, value):
     c = bsa.Connection(socket_timeout=value, connect_timeout=value, core=core)
     assert c.socket_timeout == (None if value is None else float(value))
     assert c.connect_timeout == c.socket_timeout
+
+
+def test_connect_timeout_default_read_when_connecting(core):
+    # left out, it is socket.getdefaulttimeout() when connecting (as in the
+    # sync Connection and beanstalkc), not the value it had at import
+    old = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(7.5)
+        c = bsa.Connection(core=core)
+        assert c.connect_timeout == 7.5
+        assert bsa.Connection(connect_timeout=None, core=core).connect_timeout is None
+        socket.setdefaulttimeout(None)
+        assert c.connect_timeout is None
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def test_keepalive_none_leaves_the_os_default(arun):
