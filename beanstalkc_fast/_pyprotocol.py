@@ -9,7 +9,7 @@ After any failure mid-reply it marks itself broken and refuses further use.
 import os
 import socket
 import time
-from typing import Any, FrozenSet, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 from ._window import FutureCall as Call, Window, run_window  # noqa: F401
 from .errors import SocketError, UnexpectedResponse
@@ -305,14 +305,39 @@ def parse_yaml(body: bytes, str_keys: FrozenSet[str] = frozenset()) -> Any:
         del lines[0]
     if lines and lines[0].startswith("- "):
         return [line[2:] for line in lines if line.startswith("- ")]
-    result = {}
-    for line in lines:
-        key, sep, raw = line.partition(": ")
-        if sep:
-            result[key] = _scalar(key, raw, str_keys)
-        elif line.endswith(":") and line:
-            result[line[:-1]] = None
+    items = _LINE_ITEMS.get(str_keys)
+    if items is None:
+        if len(_LINE_ITEMS) >= _LINE_KEY_SETS:
+            _LINE_ITEMS.clear()
+        items = _LINE_ITEMS[str_keys] = {}
+    new = set(lines).difference(items)
+    if new:
+        if len(items) + len(new) > _LINE_CACHE:
+            items.clear()
+            new = set(lines)
+        for line in new:
+            items[line] = _line_item(line, str_keys)
+    result = dict(map(items.__getitem__, lines))
+    result.pop(_NO_KEY, None)
     return result
+
+
+# A reply repeats most lines of the one before (only a few counters move): each
+# line's (key, value) is kept per str_keys, bounded, and a line seen before is
+# not parsed again. Values are immutable (int, float, bool, str, None).
+_LINE_CACHE = 2048
+_LINE_KEY_SETS = 8
+_LINE_ITEMS: Dict[FrozenSet[str], Dict[str, Tuple[Any, Any]]] = {}
+_NO_KEY = object()          # the key of a line that is no ``key: value`` (dropped)
+
+
+def _line_item(line: str, str_keys: FrozenSet[str]) -> Tuple[Any, Any]:
+    key, sep, raw = line.partition(": ")
+    if sep:
+        return key, _scalar(key, raw, str_keys)
+    if line.endswith(":") and line:
+        return line[:-1], None
+    return _NO_KEY, None
 
 
 def _parse_int(arg: bytes, line: bytes) -> int:

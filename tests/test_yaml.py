@@ -412,7 +412,8 @@ def test_parse_yaml_unchanged_lines_keep_their_values_around_changes(both_cores)
     # it: its value is the very object of the last result. A line whose value
     # grew or shrank is parsed again. (Were a changed line taken as unchanged,
     # the next line would be misread and the whole reply parsed afresh: new
-    # objects everywhere, which this test sees.) The twin keeps no layouts.
+    # objects everywhere, which this test sees.) The twin keeps no layouts (it
+    # remembers lines: see test_twin_line_memory_bounded).
     core = both_cores[1]
     keys = ["u-%d" % k for k in range(8)]
     base = [str(10**6 + k) for k in range(8)]        # large ints: each parse makes new ones
@@ -428,3 +429,18 @@ def test_parse_yaml_unchanged_lines_keep_their_values_around_changes(both_cores)
             assert second[key] == int(new)
             if old == new:
                 assert second[key] is first[key], (variant, key)
+
+
+def test_twin_line_memory_bounded():
+    # the twin remembers each line's (key, value) per str_keys; replies with
+    # ever new lines (counters) and many key sets keep it bounded and right
+    from beanstalkc_fast import _pyprotocol as py
+    for i in range(3 * py._LINE_CACHE // 2):
+        body = _body([("b-%d" % i, str(i)), ("b-x", "1"), ("b-y", "0.5"), ("b-z", str(i % 3))])
+        assert _typed(py.parse_yaml(body)) == _typed(
+            {"b-%d" % i: i, "b-x": 1, "b-y": 0.5, "b-z": i % 3})
+        assert len(py._LINE_ITEMS[frozenset()]) <= py._LINE_CACHE
+    for n in range(2 * py._LINE_KEY_SETS):
+        assert py.parse_yaml(body, frozenset(["b-x", "k%d" % n]))["b-x"] == "1"
+        assert len(py._LINE_ITEMS) <= py._LINE_KEY_SETS
+    assert py.parse_yaml(body)["b-x"] == 1
