@@ -113,7 +113,9 @@ MAX_TIMEOUT = 2e6             # ~23 days; longer ones are clamped (poll() takes 
 # signals again: a Ctrl-C that lands just before a wait (or on another
 # thread) interrupts it within this many seconds, also a wait without a deadline.
 WAIT_SLICE = 1.0
-SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)    # EPIPE, never SIGPIPE
+# the socket module's flags are IntFlag members, whose ``|`` runs Python code:
+# kept as plain ints, they cost nothing per send
+SEND_FLAGS = int(getattr(socket, "MSG_NOSIGNAL", 0))    # EPIPE, never SIGPIPE
 _UNSET = object()             # no timeout applied to the socket yet
 
 
@@ -146,7 +148,7 @@ def _set_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
 
 
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0))
 _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")      # not on Windows
 
 
