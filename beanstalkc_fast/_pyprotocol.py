@@ -305,29 +305,32 @@ def parse_yaml(body: bytes, str_keys: FrozenSet[str] = frozenset()) -> Any:
         del lines[0]
     if lines and lines[0].startswith("- "):
         return [line[2:] for line in lines if line.startswith("- ")]
-    items = _LINE_ITEMS.get(str_keys)
-    if items is None:
-        if len(_LINE_ITEMS) >= _LINE_KEY_SETS:
-            _LINE_ITEMS.clear()
-        items = _LINE_ITEMS[str_keys] = {}
-    new = set(lines).difference(items)
-    if new:
-        if len(items) + len(new) > _LINE_CACHE:
-            items.clear()
-            new = set(lines)
-        for line in new:
-            items[line] = _line_item(line, str_keys)
-    result = dict(map(items.__getitem__, lines))
+    if not lines:
+        return {}
+    # the last reply of this shape (its first key) and its lines' (key, value)
+    shape = lines[0].partition(": ")[0]
+    last = _LAST.get(shape)
+    if last is not None and last[0] == str_keys and len(last[1]) == len(lines):
+        keys = last[0]
+        items = [old if line == was else _line_item(line, str_keys)
+                 for line, was, old in zip(lines, last[1], last[2])]
+    else:
+        keys = frozenset(tuple(str_keys))      # a copy: nothing of the caller's is kept
+        items = [_line_item(line, str_keys) for line in lines]
+        if len(_LAST) >= _SHAPES_KEPT:
+            _LAST.clear()
+    _LAST[shape] = (keys, lines, items)
+    result = dict(items)
     result.pop(_NO_KEY, None)
     return result
 
 
-# A reply repeats most lines of the one before (only a few counters move): each
-# line's (key, value) is kept per str_keys, bounded, and a line seen before is
-# not parsed again. Values are immutable (int, float, bool, str, None).
-_LINE_CACHE = 2048
-_LINE_KEY_SETS = 8
-_LINE_ITEMS: Dict[FrozenSet[str], Dict[str, Tuple[Any, Any]]] = {}
+# A reply repeats most lines of the last one of its shape (only a few counters
+# move): a line that is as it was keeps its (key, value), the others are
+# parsed. Values are immutable (int, float, bool, str, None); a few shapes
+# exist (stats, stats-tube, stats-job), at most _SHAPES_KEPT are kept.
+_SHAPES_KEPT = 32
+_LAST: Dict[str, Tuple[FrozenSet[str], List[str], List[Tuple[Any, Any]]]] = {}
 _NO_KEY = object()          # the key of a line that is no ``key: value`` (dropped)
 
 

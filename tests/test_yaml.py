@@ -413,7 +413,7 @@ def test_parse_yaml_unchanged_lines_keep_their_values_around_changes(both_cores)
     # grew or shrank is parsed again. (Were a changed line taken as unchanged,
     # the next line would be misread and the whole reply parsed afresh: new
     # objects everywhere, which this test sees.) The twin keeps no layouts (it
-    # remembers lines: see test_twin_line_memory_bounded).
+    # compares lines: see test_twin_reuse_bounded_and_right).
     core = both_cores[1]
     keys = ["u-%d" % k for k in range(8)]
     base = [str(10**6 + k) for k in range(8)]        # large ints: each parse makes new ones
@@ -431,16 +431,22 @@ def test_parse_yaml_unchanged_lines_keep_their_values_around_changes(both_cores)
                 assert second[key] is first[key], (variant, key)
 
 
-def test_twin_line_memory_bounded():
-    # the twin remembers each line's (key, value) per str_keys; replies with
-    # ever new lines (counters) and many key sets keep it bounded and right
+def test_twin_reuse_bounded_and_right():
+    # the twin keeps the last reply of each shape (first key) and the
+    # (key, value) of its lines: replies with changing lines, lines added and
+    # taken away, other str_keys and ever new shapes come out right, and it
+    # keeps at most _SHAPES_KEPT shapes
     from beanstalkc_fast import _pyprotocol as py
-    for i in range(3 * py._LINE_CACHE // 2):
-        body = _body([("b-%d" % i, str(i)), ("b-x", "1"), ("b-y", "0.5"), ("b-z", str(i % 3))])
-        assert _typed(py.parse_yaml(body)) == _typed(
-            {"b-%d" % i: i, "b-x": 1, "b-y": 0.5, "b-z": i % 3})
-        assert len(py._LINE_ITEMS[frozenset()]) <= py._LINE_CACHE
-    for n in range(2 * py._LINE_KEY_SETS):
-        assert py.parse_yaml(body, frozenset(["b-x", "k%d" % n]))["b-x"] == "1"
-        assert len(py._LINE_ITEMS) <= py._LINE_KEY_SETS
-    assert py.parse_yaml(body)["b-x"] == 1
+    base = [("b-first", "1"), ("b-x", "1"), ("b-y", "0.5"), ("b-z", "x")]
+    plain = {"b-first": 1, "b-x": 1, "b-y": 0.5, "b-z": "x"}
+    for i in range(5):
+        assert _typed(py.parse_yaml(_body(base))) == _typed(plain)
+        changed = base[:2] + [("b-y", str(i))] + base[3:]
+        assert _typed(py.parse_yaml(_body(changed))) == _typed(dict(plain, **{"b-y": i}))
+        assert py.parse_yaml(_body(base + [("b-extra", "2")])) == dict(plain, **{"b-extra": 2})
+        assert py.parse_yaml(_body(base[:3])) == {"b-first": 1, "b-x": 1, "b-y": 0.5}
+        assert py.parse_yaml(_body(base), frozenset(["b-x"]))["b-x"] == "1"
+        assert py.parse_yaml(_body(base))["b-x"] == 1
+    for n in range(2 * py._SHAPES_KEPT):
+        assert py.parse_yaml(_body([("s-%d" % n, "1")] + base)) == dict(plain, **{"s-%d" % n: 1})
+        assert len(py._LAST) <= py._SHAPES_KEPT
