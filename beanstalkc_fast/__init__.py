@@ -9,6 +9,9 @@ Set ``BEANSTALKC_FAST_PUREPYTHON=1`` to force the twin (``0``, ``false``,
 
 __version__ = "0.1.0"
 
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING
+
 from ._impl import IMPLEMENTATION, core as _core  # noqa: E402,F401
 
 from .connection import (DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PRIORITY,  # noqa: E402
@@ -20,8 +23,25 @@ from .errors import (BadFormat, BatchError, BeanstalkcException, BodyTypeError, 
                      OutOfMemory, SocketError, UnexpectedResponse, UnknownCommand)
 from .job import Job  # noqa: E402
 from .stats import JobStats, ServerStats, TubeStats  # noqa: E402
-from .pool import Pool, PoolJob  # noqa: E402
-from .worker import Worker  # noqa: E402,F401
+
+# imported on first use: a program that only uses Connection does not load the
+# asyncio front end, the pool and the worker
+_LAZY = {"Pool": ".pool", "PoolJob": ".pool", "Worker": ".worker"}
+if TYPE_CHECKING:
+    from .pool import Pool, PoolJob  # noqa: F401
+    from .worker import Worker  # noqa: F401
+else:
+    def __getattr__(name):
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError("module %r has no attribute %r" % (__name__, name))
+        value = getattr(_import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__():
+        return sorted(set(globals()) | set(_LAZY))
+del TYPE_CHECKING
 
 __all__ = [
     "Connection", "Pipeline", "Job", "from_url", "parse_url", "Endpoint", "IMPLEMENTATION",

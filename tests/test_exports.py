@@ -1,6 +1,9 @@
 """The package's public names: everything documented is exported, nothing else leaks."""
 
 import inspect
+import os
+import subprocess
+import sys
 import types
 
 import beanstalkc_fast
@@ -43,3 +46,20 @@ def test_no_helper_names_in_dir():
               and not (isinstance(getattr(beanstalkc_fast, name), types.ModuleType)
                        and getattr(beanstalkc_fast, name).__name__.startswith("beanstalkc_fast."))]
     assert leaked == []
+
+
+def test_pool_and_worker_loaded_on_first_use():
+    # a program that only uses Connection does not load the asyncio front
+    # end, the pool and the worker; the names work all the same
+    code = ("import sys, beanstalkc_fast as b\n"
+            "lazy = ('beanstalkc_fast.pool', 'beanstalkc_fast.worker', 'beanstalkc_fast.asyncio')\n"
+            "print([m for m in lazy if m in sys.modules])\n"
+            "print(b.Pool.__module__, b.PoolJob.__module__, b.Worker.__module__)\n"
+            "print(b.Worker is sys.modules['beanstalkc_fast.worker'].Worker, 'Pool' in dir(b))\n"
+            "try:\n    b.NoSuchName\nexcept AttributeError as e:\n    print(e)\n")
+    where = os.path.dirname(os.path.dirname(os.path.abspath(beanstalkc_fast.__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=where),
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.splitlines() == [
+        "[]", "beanstalkc_fast.pool beanstalkc_fast.pool beanstalkc_fast.worker", "True True",
+        "module 'beanstalkc_fast' has no attribute 'NoSuchName'"]
