@@ -275,9 +275,10 @@ class Core:
         reader = self._reader
         began = None                           # a wait's start, after its first slice
         while True:
-            reply = reader.next_reply()
-            if reply is not None:
-                return reply
+            if reader._end != reader._pos:     # with nothing buffered no reply is complete
+                reply = reader.next_reply()
+                if reply is not None:
+                    return reply
             view = reader.get_buffer()
             try:
                 n = self._recv_into(view)
@@ -354,18 +355,24 @@ def _parse_int(arg: bytes, line: bytes) -> int:
 
 # -- sans-IO reply reader --------------------------------------------------------
 
+# a reply's first word -> (its status, its shape in _SHAPES)
+_HEADS = {name.encode("ascii"): (name, shape) for name, shape in _SHAPES.items()}
+
+
 def parse_head(line: bytes) -> Tuple[str, Any, int]:
     """A reply line (without CRLF) as ``(status, value, body length)``; the
     length is -1 when no body follows. UnexpectedResponse when malformed."""
     status, sep, rest = line.partition(b" ")
-    try:
-        name = status.decode("ascii")
-    except UnicodeDecodeError:
-        name = ""
-    shape = _SHAPES.get(name, -1) if name else -1
-    if shape < 0:
+    known = _HEADS.get(status)
+    if known is None:
         raise UnexpectedResponse("unknown reply %r" % (line[:80],))
+    name, shape = known
     args = rest.split(b" ") if sep else []
+    # the common replies first: a value (INSERTED id), a job (RESERVED id length)
+    if shape == 1 and len(args) == 1:
+        return name, _parse_int(args[0], line), -1
+    if shape == 3 and len(args) == 2:
+        return name, _parse_int(args[0], line), _parse_int(args[1], line)
     if shape == 0:
         if args:
             raise UnexpectedResponse("unexpected arguments in %r" % (line,))
