@@ -203,14 +203,15 @@ STATS_TUBE = _cmd("stats-tube", "OK", YAML, safe=True)
 STATS_JOB = _cmd("stats-job", "OK", YAML, safe=True)
 STATS_JOB_DICT = _cmd("stats-job", "OK", _stats_dict, safe=True)   # parsed whatever parse_yaml says
 
-# The fixed wire text of the hottest commands; the Cython core's one-call
-# paths for them (conn_reserve, conn_delete, conn_stats) send the same bytes.
+# Fixed wire text sent from more than one place: the hottest commands' (the
+# Cython core's one-call paths conn_reserve, conn_delete and conn_stats send
+# these bytes), and that of commands the front ends also send on their own.
 RESERVE_LINE = b"reserve\r\n"
 RESERVE_TIMEOUT_PREFIX = b"reserve-with-timeout "
 RESERVE_NOW = RESERVE_TIMEOUT_PREFIX + b"0\r\n"     # a poll (reserve_many rounds)
 DELETE_PREFIX = b"delete "
 STATS_LINE = b"stats\r\n"
-STATS_JOB_PREFIX = b"stats-job "
+STATS_JOB_PREFIX = b"stats-job "     # also the priorities read before release_many, bury_many
 LIST_TUBE_USED_LINE = b"list-tube-used\r\n"     # also the TLS check's round trip
 
 
