@@ -381,16 +381,13 @@ def parse_head(line: bytes) -> Tuple[str, Any, int]:
         if len(args) != 1:
             raise UnexpectedResponse("malformed reply %r" % (line,))
         return name, check_name(args[0]).decode("ascii"), -1
-    nums = [_parse_int(a, line) for a in args]
-    if shape == 1 or shape == 2:
+    nums = [_parse_int(a, line) for a in args]      # each checked before the count is
+    if shape == 2:
         if len(nums) == 1:
             return name, nums[0], -1
-        if shape == 2 and not nums:
+        if not nums:
             return name, None, -1
-    elif shape == 3:
-        if len(nums) == 2:
-            return name, nums[0], nums[1]
-    elif len(nums) == 1:
+    elif shape == 4 and len(nums) == 1:
         return name, None, nums[0]
     raise UnexpectedResponse("malformed reply %r" % (line,))
 

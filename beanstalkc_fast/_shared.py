@@ -182,26 +182,19 @@ def _send_all(sock: Any, data: bytes, on_timeout: OnTimeout = None) -> None:
     """Send all of ``data`` through the socket object; its timeout bounds each
     wait for buffer room, not the whole transfer (as SO_SNDTIMEO does), or
     with ``on_timeout``, one slice of the wait."""
-    size = len(data)
-    if not size:
-        return
     flags = send_flags(sock)
     began = None
-    try:
-        sent = sock.send(data, flags)     # usually all of it: no view, no loop
-    except OSError as exc:
-        began = _next_slice(exc, on_timeout, began)
-        sent = 0
-    if sent == size:
-        return
-    view = memoryview(data)[sent:]
-    while view:
+    view: Any = data                      # a view of the rest only after a partial send
+    while len(view):
         try:
-            view = view[sock.send(view, flags):]
+            sent = sock.send(view, flags)
         except OSError as exc:
             began = _next_slice(exc, on_timeout, began)
             continue
         began = None
+        if sent == len(view):             # usually all of it at once
+            return
+        view = memoryview(view)[sent:]
 
 
 def plain_socket(sock: Any) -> bool:
